@@ -1,0 +1,3 @@
+"""pfl: personalized federated learning research framework."""
+
+__version__ = "0.1.0"

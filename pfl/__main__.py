@@ -1,0 +1,3 @@
+from pfl.cli import main
+
+main()

@@ -1,0 +1,63 @@
+"""FedSGD, FedAvg(E) and Reptile(K): the model-averaging family.
+
+Δ = θ - θ_local after local client-optimizer steps:
+- FedSGD: one step on the client's full data, weighted by example count;
+- FedAvg(E): E epochs of minibatch steps, weighted by example count
+  (McMahan et al. 2017);
+- Reptile(K): K minibatch steps, every client weighted equally (Nichol et al.
+  2018, read as FedAvg by Jiang et al. 2019).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, uniform_weight
+from pfl.config_errors import check, is_int
+
+
+@dataclass
+class FedSGD(Algorithm):
+    name: str = "fedsgd"
+
+    def num_steps(self, local, n):
+        return torch.ones_like(n)
+
+    def client_update(self, local, params, data, key, max_steps, state=None):
+        g, loss = local.grad(params, local.full_batch(data), key)
+        new, _ = local.opt.update(params, g, local.opt.init(params))
+        return ClientUpdate(model_delta(params, new), examples_weight(data), {"loss": loss.detach()})
+
+
+@dataclass
+class FedAvg(Algorithm):
+    local_epochs: int = 1
+    name: str = "fedavg"
+
+    def __post_init__(self):
+        check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs, "an integer >= 1")
+
+    def num_steps(self, local, n):
+        return self.local_epochs * local.batches_per_epoch(n)
+
+    def client_update(self, local, params, data, key, max_steps, state=None):
+        new, loss = local.train(params, data, key, self.num_steps(local, data.n), max_steps)
+        return ClientUpdate(model_delta(params, new), examples_weight(data), {"loss": loss})
+
+
+@dataclass
+class Reptile(Algorithm):
+    local_steps: int = 1
+    name: str = "reptile"
+
+    def __post_init__(self):
+        check(is_int(self.local_steps) and self.local_steps >= 1, "algorithm.local_steps", self.local_steps, "an integer >= 1")
+
+    def num_steps(self, local, n):
+        return torch.full_like(n, self.local_steps)
+
+    def client_update(self, local, params, data, key, max_steps, state=None):
+        new, loss = local.train(params, data, key, self.num_steps(local, data.n), max_steps)
+        return ClientUpdate(model_delta(params, new), uniform_weight(data), {"loss": loss})

@@ -1,0 +1,1 @@
+"""Federated data sets: populations of clients, partitioners, loaders."""

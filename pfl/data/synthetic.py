@@ -1,0 +1,72 @@
+"""The LEAF / FedProx Synthetic(α, β) benchmark, generated (no download).
+
+Li et al. 2020 (FedProx), Caldas et al. 2018 (LEAF): client k draws its own
+softmax model and input distribution,
+
+    u_k ~ N(0, α),  W_k ~ N(u_k, 1) [d x c],  b_k ~ N(u_k, 1) [c]
+    B_k ~ N(0, β),  v_k ~ N(B_k, 1) [d],      x ~ N(v_k, Σ), Σ_jj = j^-1.2
+    y = argmax(W_k^T x + b_k)
+
+so α controls how much the clients' models differ and β how much their inputs
+differ. Client sizes follow a power law (lognormal, as in LEAF), capped.
+Each client's examples are split into train and test (80/20). The first
+`train_clients` clients train, the rest are held out. With ζ < 1 a (1-ζ)
+fraction of clients also permutes its labels (pfl.data.partition).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pfl.config_errors import check, is_int, is_number
+from pfl.data.federated import FederatedData, Population
+from pfl.data.partition import zeta_permutations
+
+
+def load_synthetic(
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    num_clients: int = 150,
+    train_clients: int = 100,
+    dim: int = 60,
+    num_classes: int = 10,
+    min_examples: int = 50,
+    max_examples: int = 500,
+    test_fraction: float = 0.2,
+    zeta: float = 1.0,
+    seed: int = 0,
+) -> FederatedData:
+    check(is_number(alpha) and alpha >= 0, "dataset.alpha", alpha, "a number >= 0")
+    check(is_number(beta) and beta >= 0, "dataset.beta", beta, "a number >= 0")
+    check(is_int(num_clients) and num_clients >= 2, "dataset.num_clients", num_clients, "an integer >= 2")
+    check(is_int(train_clients) and 1 <= train_clients < num_clients, "dataset.train_clients", train_clients,
+          f"an integer in [1, {num_clients - 1}] (dataset.num_clients - 1)")
+    check(is_int(min_examples) and min_examples >= 2, "dataset.min_examples", min_examples, "an integer >= 2")
+    check(is_int(max_examples) and max_examples >= min_examples, "dataset.max_examples", max_examples,
+          f"an integer >= dataset.min_examples ({min_examples})")
+    check(is_number(test_fraction) and 0 < test_fraction < 1, "dataset.test_fraction", test_fraction, "a number in (0, 1)")
+    g = np.random.default_rng(seed)
+    sizes = np.clip(g.lognormal(4, 2, num_clients).astype(int) + min_examples, min_examples, max_examples)
+    cov = np.arange(1, dim + 1) ** -1.2
+    maps, _ = zeta_permutations(num_clients, num_classes, zeta, np.random.default_rng([seed, 1]))
+    tr_x, tr_y, te_x, te_y = [], [], [], []
+    for k in range(num_clients):
+        u = g.normal(0, np.sqrt(alpha))
+        w = g.normal(u, 1, (dim, num_classes))
+        b = g.normal(u, 1, num_classes)
+        v = g.normal(g.normal(0, np.sqrt(beta)), 1, dim)
+        x = g.normal(v, np.sqrt(cov), (sizes[k], dim)).astype(np.float32)
+        y = maps[k][np.argmax(x @ w + b, axis=1)]
+        n_test = max(1, int(round(test_fraction * sizes[k])))
+        tr_x.append(x[n_test:]), tr_y.append(y[n_test:]), te_x.append(x[:n_test]), te_y.append(y[:n_test])
+    ids = [f"synthetic_{k:04d}" for k in range(num_clients)]
+    y64 = lambda ys: [torch.from_numpy(a.astype(np.int64)) for a in ys]  # noqa: E731
+    pop = Population.from_clients(ids, tr_x, y64(tr_y), te_x, y64(te_y))
+    return FederatedData(
+        name="synthetic",
+        train=pop.subset(range(train_clients)),
+        heldout=pop.subset(range(train_clients, num_clients)),
+        num_classes=num_classes,
+        info={"alpha": alpha, "beta": beta, "dim": dim, "zeta": zeta, "model_kwargs": {"in_features": dim}},
+    )

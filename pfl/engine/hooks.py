@@ -1,0 +1,25 @@
+"""Extra Lightning callbacks that other parts of pfl attach to a run.
+
+Registered by name so the engine need not import them: a sweep registers its
+pruning callback factory here (pfl.sweep); each factory receives the config
+and returns a list of callbacks (empty when it does not apply).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from omegaconf import DictConfig
+
+_FACTORIES: dict[str, Callable[[DictConfig], list]] = {}
+
+
+def register(name: str, factory: Callable[[DictConfig], list]) -> None:
+    _FACTORIES[name] = factory
+
+
+def callbacks_for(cfg: DictConfig) -> list:
+    out = []
+    for factory in _FACTORIES.values():
+        out += factory(cfg)
+    return out

@@ -1,0 +1,281 @@
+"""The LightningModule: one `training_step` is one communication round.
+
+Lightning drives the rounds (progress bar, loggers, devices, checkpoint
+save/restore); this module owns the federated loop and knows no particular
+algorithm. Per round:
+
+    cohort ids (seeded by seed and round)  ->  padded cohort tensors on device
+    ->  run_clients(algorithm.client_update) over the cohort (vmap or loop)
+    ->  weighted mean of the clients' Δ  ->  server optimizer step with .grad = Δ
+
+A run is a list of stages (one for most algorithms; Personalized FedAvg has
+two), each with its own algorithm, server optimizer and number of rounds.
+Every `eval_every` rounds and at the end the held-out clients (and a fixed
+sample of training clients) are personalized and evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from pfl import rng
+from pfl.algorithms.base import Algorithm
+from pfl.algorithms.local import LocalTrainer
+from pfl.data.federated import FederatedData
+from pfl.engine.backends import run_clients
+from pfl.evaluation.personalize import PersonalizationResult, personalize
+from pfl.task import Task
+
+
+@dataclass
+class Stage:
+    algorithm: Algorithm
+    server_opt: Callable  # partial torch optimizer: f(param_groups) -> Optimizer
+    rounds: int
+    name: str = ""
+
+
+@dataclass
+class EvalSettings:
+    epochs: list[int] = field(default_factory=lambda: [1, 5])  # k to report
+    curve_epochs: int = 5  # personalization curve runs k = 0..max(curve_epochs, max(epochs))
+    heldout_clients: int | None = None  # None: all held-out clients
+    train_clients: int = 50  # sample of training clients (seen clients)
+    chunk_size: int | None = 64
+    target_accuracy: float = 0.8
+
+
+def _nbytes(params: dict[str, Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in params.values())
+
+
+class FederatedModule(pl.LightningModule):
+    def __init__(
+        self,
+        data: FederatedData,
+        model: nn.Module,
+        stages: list[Stage],
+        local: LocalTrainer,
+        personalize_local: LocalTrainer,
+        clients_per_round: int,
+        backend: str,
+        eval_settings: EvalSettings,
+        eval_every: int,
+        seed: int,
+        chunk_size: int | None = None,
+        on_evaluation: Callable[[int, dict, dict], None] | None = None,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.data = data
+        self.model = model
+        self.stages = stages
+        self.local = local
+        self.personalize_local = personalize_local
+        self.clients_per_round = clients_per_round
+        self.backend = backend
+        self.eval = eval_settings
+        self.eval_every = eval_every
+        self.seed = seed
+        self.chunk_size = chunk_size
+        self.on_evaluation = on_evaluation
+        self.total_rounds = sum(s.rounds for s in stages)
+        first = stages[0].algorithm
+        # the server's parameters: the model's, or the algorithm's own (AFML's Gaussian encoder)
+        init = first.init_global(local.task.init_params())
+        self.global_params = nn.ParameterDict({_safe(k): nn.Parameter(v) for k, v in init.items()})
+        self._names = {_safe(k): k for k in init}
+        state = first.init_client_state(init) if first.has_client_state else None
+        self.client_state = None
+        if state is not None:  # one slot per training client, stacked
+            n = len(data.train)
+            self.client_state = nn.ParameterDict(
+                {_safe(k): nn.Parameter(v.unsqueeze(0).repeat(n, *[1] * v.dim()), requires_grad=False) for k, v in state.items()}
+            )
+        self.register_buffer("round", torch.zeros((), dtype=torch.int64))
+        self.history: list[dict] = []  # one dict per evaluation (kept in the checkpoint)
+        self.bytes_total = {"down": 0, "up": 0}
+        self.last_eval: dict = {}
+        self._t0 = time.perf_counter()
+
+    # -- plumbing -------------------------------------------------------------
+    def params(self) -> dict[str, Tensor]:
+        return {self._names[k]: v for k, v in self.global_params.items()}
+
+    def stage_index(self, r: int) -> int:
+        end = 0
+        for i, s in enumerate(self.stages):
+            end += s.rounds
+            if r < end:
+                return i
+        return len(self.stages) - 1
+
+    def configure_optimizers(self):
+        opts = []
+        for s in self.stages:
+            names = list(self._names.values())
+            groups = []
+            for group_names, overrides in s.algorithm.param_groups(names):
+                groups.append({"params": [self.global_params[_safe(n)] for n in group_names], **overrides})
+            opts.append(s.server_opt(groups))
+        return opts
+
+    def setup(self, stage: str) -> None:
+        self.data = self.data.to(self.device)
+        self.local.task.buffers = {k: v.to(self.device) for k, v in self.local.task.buffers.items()}
+
+    def train_dataloader(self):
+        # batches carry nothing: the round counter lives in module state so that
+        # a resumed run continues where it stopped.
+        return torch.utils.data.DataLoader(_Rounds(self.total_rounds), batch_size=None)
+
+    def cohort(self, r: int) -> Tensor:
+        g = torch.Generator().manual_seed(int(rng.key(self.seed, r, 0xC0407)))
+        return torch.randperm(len(self.data.train), generator=g)[: self.clients_per_round].sort().values
+
+    # -- one round ------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        r = int(self.round)
+        si = self.stage_index(r)
+        stage = self.stages[si]
+        alg = stage.algorithm
+        if si > 0 and r == sum(s.rounds for s in self.stages[:si]):
+            self.print(f"round {r}: stage {si} ({stage.name or alg.name}) begins")
+        opts = self.optimizers()
+        opt = opts[si] if isinstance(opts, list) else opts
+
+        ids = self.cohort(r).to(self.device)
+        data = self.data.train.train.gather(ids)
+        keys = torch.stack([rng.key(self.seed, r, int(i)) for i in ids]).to(self.device)
+        theta = self.params()
+        sent = alg.broadcast(theta, rng.key(self.seed, r, 0x5E4D).to(self.device))
+        steps = alg.num_steps(self.local, data.n)
+        state = None
+        if self.client_state is not None:
+            state = {self._names.get(k, k): v[ids] for k, v in self.client_state.items()}
+        self.model.train()
+
+        def client(p, d, k, max_steps, st):
+            return alg.client_update(self.local, p, d, k, max_steps, st)
+
+        with torch.no_grad():
+            detached = {k: v.detach() for k, v in sent.items()}
+        out = run_clients(client, detached, data, keys, steps, self.backend, state, self.chunk_size)
+        w = out.weight / out.weight.sum().clamp(min=1e-12)
+        with torch.no_grad():
+            for k, p in self.global_params.items():
+                d = out.delta[self._names[k]]
+                p.grad = torch.einsum("c,c...->...", w.to(d.dtype), d).to(p.dtype)
+            if state is not None and out.state:
+                for k, v in self.client_state.items():
+                    v[ids] = out.state[self._names.get(k, k)].to(v.dtype)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        self.round += 1
+
+        down = _nbytes(sent) * len(ids)
+        up = _nbytes({k: v[0] for k, v in out.delta.items()}) * len(ids)
+        self.bytes_total["down"] += down
+        self.bytes_total["up"] += up
+        metrics = {f"train/{k}": float(v.float().mean()) for k, v in out.metrics.items()}
+        metrics.update({"round": r + 1, "stage": si, "bytes/down": down, "bytes/up": up})
+        if not all(math.isfinite(v) for v in metrics.values()):
+            raise FloatingPointError(f"round {r + 1}: non-finite training metric {metrics}")
+        self.log("loss", metrics.get("train/loss", float("nan")), prog_bar=True, on_step=True, logger=False)
+        if (r + 1) % self.eval_every == 0 or r + 1 == self.total_rounds:
+            self.evaluate_and_log(r + 1, metrics)
+
+    # -- personalization evaluation -------------------------------------------
+    def personalize(self, population: str, clients: Tensor | None = None) -> PersonalizationResult:
+        pop = getattr(self.data, population)
+        if clients is None:
+            clients = torch.arange(len(pop))
+        alg = self.stages[self.stage_index(max(int(self.round) - 1, 0))].algorithm
+        params = {k: v.detach() for k, v in alg.model_params(self.params()).items()}
+        epochs = max(self.eval.curve_epochs, max(self.eval.epochs, default=0))
+        self.model.train()
+        return personalize(
+            alg, self.personalize_local, params, pop, clients.to(self.device), epochs,
+            rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
+            self.backend, self.eval.chunk_size,
+        )
+
+    def eval_clients(self, population: str) -> Tensor:
+        n = len(getattr(self.data, population))
+        limit = self.eval.heldout_clients if population == "heldout" else self.eval.train_clients
+        if limit is None or limit >= n:
+            return torch.arange(n)
+        g = torch.Generator().manual_seed(int(rng.key(self.seed, 0x5A3E, len(population))))
+        return torch.randperm(n, generator=g)[:limit].sort().values
+
+    def evaluate_and_log(self, r: int, train_metrics: dict) -> dict:
+        results = {}
+        row = dict(train_metrics)
+        for pop in ("heldout", "train"):
+            clients = self.eval_clients(pop)
+            if len(clients) == 0:
+                continue
+            res = self.personalize(pop, clients)
+            results[pop] = res
+            curve = res.mean_accuracy()
+            row[f"{pop}/initial_accuracy"] = float(curve[0])
+            for k in self.eval.epochs:
+                row[f"{pop}/personalized_accuracy_{k}"] = float(curve[k])
+            acc = res.accuracy
+            last = max(self.eval.epochs, default=0)
+            valid = res.num_test > 0
+            row[f"{pop}/fraction_worse_after_{last}"] = float((acc[valid, last] < acc[valid, 0]).double().mean())
+            row[f"{pop}/curve"] = [float(c) for c in curve]
+        row["bytes/total_down"] = self.bytes_total["down"]
+        row["bytes/total_up"] = self.bytes_total["up"]
+        row["wall_time"] = time.perf_counter() - self._t0
+        self.history.append(row)
+        self.last_eval = {"row": row, "results": results}
+        if self.on_evaluation is not None:
+            self.on_evaluation(r, row, results)
+        scalars = {k: v for k, v in row.items() if isinstance(v, (int, float))}
+        for lg in self.loggers:
+            lg.log_metrics(scalars, step=r)
+        shown = {k.replace("heldout/", "").replace("personalized_accuracy_", "pers"): v for k, v in scalars.items()
+                 if k.startswith("heldout/") and "fraction" not in k}
+        self.print(f"round {r}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+        return row
+
+    # -- checkpoint -----------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["pfl"] = {
+            "history": self.history,
+            "bytes_total": dict(self.bytes_total),
+            "rng": {"torch": torch.get_rng_state()},
+            "param_names": dict(self._names),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        extra = checkpoint.get("pfl", {})
+        self.history = list(extra.get("history", []))
+        self.bytes_total = dict(extra.get("bytes_total", {"down": 0, "up": 0}))
+        if "rng" in extra:
+            torch.set_rng_state(extra["rng"]["torch"])
+
+
+class _Rounds(torch.utils.data.Dataset):
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def _safe(name: str) -> str:
+    """ParameterDict keys may not contain dots."""
+    return name.replace(".", "__")

@@ -1,0 +1,98 @@
+"""summary.json and the per-client tables of a finished run."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from pfl.engine.files import atomic_write_text
+
+
+def rounds_to_target(history: list[dict], key: str, target: float) -> int | None:
+    """First evaluation round at which metric `key` reached `target` (None: never)."""
+    for row in history:
+        v = row.get(key)
+        if isinstance(v, (int, float)) and not math.isnan(v) and v >= target:
+            return int(row["round"])
+    return None
+
+
+def _population_summary(row: dict, pop: str, epochs: list[int]) -> dict:
+    if f"{pop}/initial_accuracy" not in row:
+        return {}
+    return {
+        "initial_accuracy": row[f"{pop}/initial_accuracy"],
+        "personalized_accuracy": {str(k): row[f"{pop}/personalized_accuracy_{k}"] for k in epochs},
+        "curve": row.get(f"{pop}/curve"),
+        "fraction_worse": row.get(f"{pop}/fraction_worse_after_{max(epochs)}"),
+    }
+
+
+def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -> dict:
+    epochs = list(cfg.personalization.epochs)
+    row = module.history[-1] if module.history else {}
+    target = float(cfg.personalization.target_accuracy)
+    held = _population_summary(row, "heldout", epochs)
+    rounds = module.total_rounds
+    names = [s.name or s.algorithm.name for s in module.stages]
+    last_k = max(epochs)
+    return {
+        "algorithm": "+".join(names),
+        "dataset": cfg.dataset.name,
+        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "rounds": rounds,
+        "stages": [{"name": s.name or s.algorithm.name, "rounds": s.rounds} for s in module.stages],
+        "clients_per_round": cfg.clients_per_round,
+        "seed": cfg.seed,
+        "zeta": cfg.zeta,
+        "initial_accuracy": held.get("initial_accuracy"),
+        "personalized_accuracy": held.get("personalized_accuracy", {}),
+        "personalization_curve": held.get("curve"),
+        "fraction_worse": held.get("fraction_worse"),
+        "train_clients": _population_summary(row, "train", epochs),
+        "target_accuracy": target,
+        "rounds_to_target": {
+            "initial": rounds_to_target(module.history, "heldout/initial_accuracy", target),
+            f"personalized_{last_k}": rounds_to_target(module.history, f"heldout/personalized_accuracy_{last_k}", target),
+        },
+        "bytes": {
+            "down_total": module.bytes_total["down"],
+            "up_total": module.bytes_total["up"],
+            "down_per_round": module.bytes_total["down"] / max(rounds, 1),
+            "up_per_round": module.bytes_total["up"] / max(rounds, 1),
+        },
+        "backend": backend,
+        "device": str(device),
+        "wall_time_s": wall_time,
+    }
+
+
+def write_client_records(run_dir: Path, results: dict) -> None:
+    """clients_heldout.csv / clients_train.csv: one row per evaluated client."""
+    for pop, res in results.items():
+        rows = res.records()
+        if not rows:
+            continue
+        import io
+
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(Path(run_dir) / f"clients_{pop}.csv", buf.getvalue())
+
+
+def format_table(summary: dict) -> str:
+    """A short text table of initial vs personalized accuracy."""
+    lines = [f"{summary['algorithm']} on {summary['dataset']}, {summary['rounds']} rounds "
+             f"({summary['wall_time_s']:.1f} s, backend {summary['backend']})"]
+    lines.append(f"{'clients':<10}{'initial':>10}" + "".join(f"{'pers.' + k:>10}" for k in summary["personalized_accuracy"]))
+    for label, part in (("held-out", summary), ("training", summary.get("train_clients") or {})):
+        if part.get("initial_accuracy") is None:
+            continue
+        vals = [part["initial_accuracy"], *part["personalized_accuracy"].values()]
+        lines.append(f"{label:<10}" + "".join(f"{v:>10.4f}" for v in vals))
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Evaluation of personalization, shared by every algorithm."""

@@ -1,0 +1,90 @@
+"""Personalization evaluation, shared by every algorithm.
+
+For each client: the accuracy of the server's model on the client's test data
+(initial accuracy, k = 0), then of the model after k = 1..K epochs of the
+algorithm's `adapt` on the client's training data (the personalization curve).
+Clients are batched like training (vmap or loop, in chunks). Means are uniform
+over clients (not weighted by data size), as in Jiang et al. 2019; clients
+without test data are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from pfl import rng
+from pfl.algorithms.base import Algorithm
+from pfl.algorithms.local import LocalTrainer
+from pfl.data.federated import ClientData, Population
+from pfl.engine.backends import run_clients
+from pfl.task import Params
+
+
+@dataclass
+class PersonalizationResult:
+    client_ids: list[str]
+    num_train: Tensor  # [C]
+    num_test: Tensor  # [C] counted test positions
+    correct: Tensor  # [C, K+1] correct predictions after k = 0..K epochs
+
+    @property
+    def accuracy(self) -> Tensor:
+        """[C, K+1] per-client accuracy (NaN where a client has no test data)."""
+        return self.correct.double() / self.num_test.double().unsqueeze(1)
+
+    def mean_accuracy(self) -> Tensor:
+        """[K+1] accuracy averaged uniformly over clients with test data."""
+        acc = self.accuracy
+        valid = self.num_test > 0
+        return acc[valid].mean(0) if bool(valid.any()) else torch.full((acc.shape[1],), float("nan"))
+
+    def records(self) -> list[dict]:
+        """One row per client: id, examples, accuracy after each k."""
+        acc = self.accuracy
+        rows = []
+        for i, cid in enumerate(self.client_ids):
+            row = {"client_id": cid, "num_train": int(self.num_train[i]), "num_test": int(self.num_test[i])}
+            row.update({f"acc_{k}": float(acc[i, k]) for k in range(acc.shape[1])})
+            rows.append(row)
+        return rows
+
+
+def personalize(
+    algorithm: Algorithm,
+    local: LocalTrainer,
+    params: Params,
+    population: Population,
+    clients: Tensor,
+    epochs: int,
+    key: Tensor,
+    backend: str,
+    chunk_size: int | None = 64,
+) -> PersonalizationResult:
+    """Initial and personalized accuracy (k = 0..epochs) for `clients` of `population`."""
+
+    def one(p, data, k, max_batches, _state):
+        train, test = data
+        correct = [local.evaluate(p, test)[0]]
+        algorithm.adapt(local, p, train, k, epochs, max_batches,
+                        lambda e, pe: correct.append(local.evaluate(pe, test)[0]))
+        return torch.stack(correct), local.evaluate(p, test)[1]
+
+    chunk = chunk_size or len(clients)
+    correct, counts = [], []
+    for start in range(0, len(clients), chunk):
+        ids = clients[start:start + chunk]
+        train = population.train.gather(ids)
+        test = population.test.gather(ids)
+        keys = torch.stack([rng.fold(key, int(i)) for i in ids]).to(train.x.device)
+        c, n = run_clients(one, params, (train, test), keys, local.batches_per_epoch(train.n), backend)
+        correct.append(c)
+        counts.append(n)
+    return PersonalizationResult(
+        [population.client_ids[int(i)] for i in clients],
+        population.train.counts[clients.to(population.train.counts.device)].cpu(),
+        torch.cat(counts).cpu(),
+        torch.cat(correct).cpu(),
+    )

@@ -1,0 +1,1 @@
+"""Models. Each takes `forward(x, key=None)`; the key drives dropout (see pfl.rng)."""

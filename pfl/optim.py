@@ -1,0 +1,71 @@
+"""Client optimizers as pure functions (usable under vmap).
+
+`init(params) -> state`, `update(params, grads, state) -> (params, state)`.
+State is a dict of tensors so it stacks along the client axis like parameters.
+The batch size is a client setting and lives here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pfl.config_errors import check, is_int, is_number
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass
+class ClientSGD:
+    lr: float = 0.02
+    batch_size: int = 20
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        check(is_number(self.lr) and self.lr > 0, "client_opt.lr", self.lr, "a number > 0")
+        check(is_int(self.batch_size) and self.batch_size >= 1, "client_opt.batch_size", self.batch_size, "an integer >= 1")
+        check(is_number(self.momentum) and 0 <= self.momentum < 1, "client_opt.momentum", self.momentum, "a number in [0, 1)")
+        check(is_number(self.weight_decay) and self.weight_decay >= 0, "client_opt.weight_decay", self.weight_decay, "a number >= 0")
+
+    def init(self, params: Params) -> dict:
+        if self.momentum == 0:
+            return {}
+        return {"m": {k: torch.zeros_like(v) for k, v in params.items()}}
+
+    def update(self, params: Params, grads: Params, state: dict) -> tuple[Params, dict]:
+        if self.weight_decay:
+            grads = {k: g + self.weight_decay * params[k] for k, g in grads.items()}
+        if self.momentum:
+            m = {k: self.momentum * state["m"][k] + g for k, g in grads.items()}
+            return {k: params[k] - self.lr * m[k] for k in params}, {"m": m}
+        return {k: params[k] - self.lr * g for k, g in grads.items()}, state
+
+
+@dataclass
+class ClientAdam:
+    lr: float = 0.001
+    batch_size: int = 20
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        check(is_number(self.lr) and self.lr > 0, "client_opt.lr", self.lr, "a number > 0")
+        check(is_int(self.batch_size) and self.batch_size >= 1, "client_opt.batch_size", self.batch_size, "an integer >= 1")
+        check(is_number(self.beta1) and is_number(self.beta2) and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "client_opt.beta1/beta2", (self.beta1, self.beta2), "numbers in [0, 1)")
+
+    def init(self, params: Params) -> dict:
+        zeros = lambda: {k: torch.zeros_like(v) for k, v in params.items()}  # noqa: E731
+        first = next(iter(params.values()))
+        return {"m": zeros(), "v": zeros(), "t": torch.zeros((), dtype=first.dtype, device=first.device)}
+
+    def update(self, params: Params, grads: Params, state: dict) -> tuple[Params, dict]:
+        t = state["t"] + 1
+        m = {k: self.beta1 * state["m"][k] + (1 - self.beta1) * g for k, g in grads.items()}
+        v = {k: self.beta2 * state["v"][k] + (1 - self.beta2) * g * g for k, g in grads.items()}
+        c1 = 1 - self.beta1**t
+        c2 = 1 - self.beta2**t
+        new = {k: params[k] - self.lr * (m[k] / c1) / (torch.sqrt(v[k] / c2) + self.eps) for k in params}
+        return new, {"m": m, "v": v, "t": t}

@@ -1,0 +1,176 @@
+"""`train(cfg)`: build everything a config names, run the rounds, write the outputs.
+
+A plain function (the Hydra wrapper lives in pfl.cli), so tests and sweeps
+call it directly. Returns the summary dict that is also `summary.json`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from pfl.algorithms.local import LocalTrainer
+from pfl.config import validate, validate_population
+from pfl.config_errors import ConfigError
+from pfl.engine.backends import resolve_backend
+from pfl.engine.checkpoint import RoundCheckpoint
+from pfl.engine.files import write_json
+from pfl.engine.loggers import make_loggers
+from pfl.engine.module import EvalSettings, FederatedModule, Stage
+from pfl.engine.summary import summarize, write_client_records
+from pfl.task import Task
+
+log = logging.getLogger("pfl")
+
+
+def build(node, drop=("name",), **runtime):
+    """Instantiate a config node, passing only the runtime kwargs its target accepts."""
+    cfg = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop}
+    target = cfg.pop("_target_")
+    partial = cfg.pop("_partial_", False)
+    fn = _locate(target)
+    params = inspect.signature(fn).parameters
+    accepts_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    extra = {k: v for k, v in runtime.items() if accepts_all or k in params}
+    unknown = [k for k in cfg if k not in params and not accepts_all]
+    if unknown:
+        raise ConfigError(unknown[0], cfg[unknown[0]], f"a setting of {target} ({', '.join(p for p in params if p != 'self')})")
+    if partial:
+        return lambda *a, **kw: fn(*a, **{**cfg, **extra, **kw})
+    return fn(**cfg, **extra)
+
+
+def _locate(path: str):
+    from hydra._internal.utils import _locate as locate
+
+    return locate(path)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", name, "a device this machine has (no CUDA GPU is visible): auto or cpu")
+    return torch.device(name)
+
+
+def build_stages(cfg: DictConfig) -> list[Stage]:
+    if cfg.stages is None:
+        return [Stage(build(cfg.algorithm), instantiate(cfg.server_opt), cfg.rounds, cfg.algorithm.name)]
+    stages = []
+    for i, s in enumerate(cfg.stages):
+        alg = build(s.algorithm)
+        stages.append(Stage(alg, instantiate(s.server_opt), s.rounds, s.get("name") or alg.name))
+    return stages
+
+
+def _checkpoint_round(path: Path) -> int:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return int(ckpt["state_dict"]["round"])
+
+
+def load_global_params(path: str | Path) -> dict[str, torch.Tensor]:
+    """The server's parameters stored in a checkpoint file or a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise ConfigError("init_from", str(path), "a checkpoint file or a run directory with checkpoints/last.ckpt")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    names = ckpt.get("pfl", {}).get("param_names", {})
+    prefix = "global_params."
+    return {names.get(k[len(prefix):], k[len(prefix):]): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+
+
+def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
+    t0 = time.perf_counter()
+    validate(cfg)
+    run_dir = Path(run_dir or _hydra_run_dir())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    pl.seed_everything(cfg.seed, workers=False, verbose=False)
+    data = build(cfg.dataset)
+    validate_population(cfg, len(data.train), len(data.heldout))
+    model = build(cfg.model, num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
+    task = Task(model, data.input_transform, data.ignore_index)
+    local = LocalTrainer(task, build(cfg.client_opt))
+    p_opt = cfg.personalization.client_opt
+    personal = LocalTrainer(task, build(p_opt)) if p_opt is not None else local
+    stages = build_stages(cfg)
+    device = resolve_device(str(cfg.device))
+    backend = resolve_backend(cfg.engine.backend, model, device)
+    p = cfg.personalization
+    module = FederatedModule(
+        data=data, model=model, stages=stages, local=local, personalize_local=personal,
+        clients_per_round=cfg.clients_per_round, backend=backend,
+        eval_settings=EvalSettings(list(p.epochs), p.curve_epochs, p.heldout_clients, p.train_clients,
+                                   cfg.engine.eval_chunk_size, p.target_accuracy),
+        eval_every=cfg.eval_every, seed=cfg.seed, chunk_size=cfg.engine.chunk_size,
+    )
+    if cfg.init_from:
+        loaded = load_global_params(cfg.init_from)
+        own = module.params()
+        if set(loaded) != set(own) or any(loaded[k].shape != own[k].shape for k in own):
+            raise ConfigError("init_from", cfg.init_from, "a checkpoint of the same model and algorithm family")
+        with torch.no_grad():
+            for k, v in module.global_params.items():
+                v.copy_(loaded[module._names[k]])
+        log.info("initialized the global model from %s", cfg.init_from)
+
+    ckpt_cb = RoundCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every)
+    ckpt_path, resume_round = None, None
+    if cfg.resume:
+        if ckpt_cb.last.is_file():
+            ckpt_path = str(ckpt_cb.last)
+            resume_round = _checkpoint_round(ckpt_cb.last)
+            log.info("resuming from %s (round %d)", ckpt_path, resume_round)
+        else:
+            log.warning("resume=true but %s does not exist: starting from round 0", ckpt_cb.last)
+    loggers = make_loggers(cfg, run_dir, resume_round)
+    trainer = pl.Trainer(
+        accelerator="gpu" if device.type == "cuda" else device.type,
+        devices=[device.index or 0] if device.type == "cuda" else 1,
+        max_steps=module.total_rounds,
+        max_epochs=-1,
+        logger=loggers,
+        callbacks=[ckpt_cb, *_extra_callbacks(cfg)],
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        default_root_dir=str(run_dir),
+    )
+    log.info("dataset %s: %d training / %d held-out clients; backend %s on %s",
+             data.name, len(data.train), len(data.heldout), backend, device)
+    trainer.fit(module, ckpt_path=ckpt_path)
+    summary = summarize(cfg, module, backend, device, time.perf_counter() - t0)
+    write_json(run_dir / "summary.json", summary)
+    write_client_records(run_dir, module.last_eval.get("results", {}))
+    for lg in loggers:
+        if hasattr(lg, "log_summary"):
+            lg.log_summary(summary, run_dir)
+    return summary
+
+
+def _extra_callbacks(cfg: DictConfig) -> list:
+    # sweeps add an Optuna pruning callback (see pfl.sweep)
+    from pfl.engine import hooks
+
+    return hooks.callbacks_for(cfg)
+
+
+def _hydra_run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get().runtime.output_dir
+    except ValueError:
+        return str(Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S"))

@@ -1,0 +1,66 @@
+"""A model seen as pure functions of a parameter dict (torch.func.functional_call).
+
+Algorithms never touch nn.Module state: they call `Task.loss` and
+`Task.correct` with explicit parameters, so the same code runs per client in a
+loop or vectorized over a cohort with vmap.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+Params = dict[str, Tensor]
+
+
+class Task:
+    """Classification (labels [B]) or sequence labelling (labels [B, T]).
+
+    Positions whose label equals `ignore_index` never count (sequence padding).
+    Losses and accuracies are means over counted positions of real examples.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_transform: Callable[[Tensor], Tensor] | None = None,
+        ignore_index: int | None = None,
+    ):
+        self.model = model
+        self.input_transform = input_transform
+        self.ignore_index = ignore_index
+        self.buffers = {k: v for k, v in model.named_buffers()}
+
+    def init_params(self) -> Params:
+        return {k: v.detach().clone() for k, v in self.model.named_parameters()}
+
+    def logits(self, params: Params, x: Tensor, key: Tensor | None = None) -> Tensor:
+        if self.input_transform is not None:
+            x = self.input_transform(x)
+        return functional_call(self.model, (params, self.buffers), (x,), {"key": key})
+
+    def _counted(self, y: Tensor, mask: Tensor) -> Tensor:
+        m = mask.reshape(mask.shape + (1,) * (y.dim() - mask.dim())).expand_as(y)
+        if self.ignore_index is not None:
+            m = m & (y != self.ignore_index)
+        return m
+
+    def per_position_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        # logits [B, (T,) classes] -> loss [B, (T)]
+        target = y if self.ignore_index is None else y.clamp(min=0)
+        return nn.functional.cross_entropy(logits.movedim(-1, 1), target, reduction="none")
+
+    def loss(self, params: Params, x: Tensor, y: Tensor, mask: Tensor, key: Tensor | None = None) -> Tensor:
+        """Mean cross-entropy over counted positions of the examples where mask is True."""
+        m = self._counted(y, mask).to(torch.float32)
+        per = self.per_position_loss(self.logits(params, x, key), y)
+        return (per * m).sum() / m.sum().clamp(min=1.0)
+
+    def correct(self, params: Params, x: Tensor, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(number correct, number counted) over the masked examples, no dropout."""
+        m = self._counted(y, mask)
+        pred = self.logits(params, x, None).argmax(-1)
+        return ((pred == y) & m).sum(), m.sum()

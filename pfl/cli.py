@@ -32,6 +32,10 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, ConfigError):
         return f"error: {exc}"
     msg = str(exc)
+    cause = exc.__cause__
+    while cause is not None:  # Hydra wraps the informative error ("Error merging override ...")
+        msg += "\n" + str(cause)
+        cause = cause.__cause__
     m = re.search(r"Could not find '([\w/]+)/([^']+)'", msg)
     if m:
         group, value = m.group(1), m.group(2)
@@ -47,7 +51,12 @@ def explain(exc: BaseException) -> str:
     m = re.search(r"Value '([^']*)'.*could not be converted to (\w+)", msg)
     if m:
         key = re.search(r"full_key: (\S+)", msg)
-        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected {m.group(2).lower()}"
+        kind = {"float": "a number", "integer": "an integer", "boolean": "true or false"}.get(m.group(2).lower(), m.group(2))
+        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected {kind}"
+    m = re.search(r"Value '([^']*)' is not a valid bool", msg)
+    if m:
+        key = re.search(r"full_key: (\S+)", msg)
+        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected true or false"
     m = re.search(r"Invalid value assigned: (\w+) is not a ListConfig, list or tuple", msg)
     if m:
         key = re.search(r"full_key: (\S+)", msg)

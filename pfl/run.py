@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -23,11 +24,19 @@ from pfl.engine.backends import resolve_backend
 from pfl.engine.checkpoint import RoundCheckpoint
 from pfl.engine.files import write_json
 from pfl.engine.loggers import make_loggers
+from pfl.engine.progress import RoundProgressBar
 from pfl.engine.module import EvalSettings, FederatedModule, Stage
 from pfl.engine.summary import summarize, write_client_records
 from pfl.task import Task
 
 log = logging.getLogger("pfl")
+# Lightning's start-up chatter (accelerator lines, tips) is not about the experiment
+logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+logging.getLogger("pytorch_lightning.accelerators.cuda").setLevel(logging.WARNING)
+logging.getLogger("pytorch_lightning.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
+# Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; harmless, and not ours to fix
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=DeprecationWarning)
 
 
 def build(node, drop=("name",), **runtime):
@@ -141,7 +150,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         max_steps=module.total_rounds,
         max_epochs=-1,
         logger=loggers,
-        callbacks=[ckpt_cb, *_extra_callbacks(cfg)],
+        callbacks=[ckpt_cb, RoundProgressBar(), *_extra_callbacks(cfg)],
         enable_checkpointing=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,

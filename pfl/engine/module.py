@@ -134,7 +134,7 @@ class FederatedModule(pl.LightningModule):
     def train_dataloader(self):
         # batches carry nothing: the round counter lives in module state so that
         # a resumed run continues where it stopped.
-        return torch.utils.data.DataLoader(_Rounds(self.total_rounds), batch_size=None)
+        return _Rounds(self)
 
     def cohort(self, r: int) -> Tensor:
         g = torch.Generator().manual_seed(int(rng.key(self.seed, r, 0xC0407)))
@@ -265,15 +265,25 @@ class FederatedModule(pl.LightningModule):
             torch.set_rng_state(extra["rng"]["torch"])
 
 
-class _Rounds(torch.utils.data.Dataset):
-    def __init__(self, n: int):
-        self.n = n
+class _Rounds:
+    """The 'data loader' of the fit loop: round numbers from the module's own
+    counter to the end. It has no state of its own (the round lives in the
+    module's checkpointed buffer), which is what state_dict says to Lightning."""
+
+    def __init__(self, module: FederatedModule):
+        self.module = module
 
     def __len__(self) -> int:
-        return self.n
+        return self.module.total_rounds
 
-    def __getitem__(self, i: int) -> int:
-        return i
+    def __iter__(self):
+        return iter(range(int(self.module.round), self.module.total_rounds))
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def _safe(name: str) -> str:

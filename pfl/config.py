@@ -87,6 +87,11 @@ def validate(cfg: DictConfig) -> None:
             check(is_number(opt.lr) and opt.lr > 0, f"{key}.lr", opt.lr, "a number > 0")
         if "momentum" in opt:
             check(is_number(opt.momentum) and 0 <= opt.momentum < 1, f"{key}.momentum", opt.momentum, "a number in [0, 1)")
+    if cfg.init_from is not None:
+        from pathlib import Path
+
+        check(Path(cfg.init_from).exists(), "init_from", cfg.init_from,
+              "null or an existing run directory / checkpoint file to start from")
     if cfg.stages is not None:
         check(isinstance(cfg.stages, (list, ListConfig)) and len(cfg.stages) >= 1, "stages", cfg.stages,
               "null or a list of {name, algorithm, server_opt, rounds}")

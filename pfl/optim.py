@@ -67,5 +67,12 @@ class ClientAdam:
         v = {k: self.beta2 * state["v"][k] + (1 - self.beta2) * g * g for k, g in grads.items()}
         c1 = 1 - self.beta1**t
         c2 = 1 - self.beta2**t
-        new = {k: params[k] - self.lr * (m[k] / c1) / (torch.sqrt(v[k] / c2) + self.eps) for k in params}
+        new = {k: params[k] - self.lr * (m[k] / c1) / (_sqrt(v[k] / c2) + self.eps) for k in params}
         return new, {"m": m, "v": v, "t": t}
+
+
+def _sqrt(v: torch.Tensor) -> torch.Tensor:
+    """sqrt with a zero (not NaN) derivative at 0, so that MAML can differentiate
+    through Adam steps where a gradient entry is exactly 0 (dead units)."""
+    pos = v > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, v, torch.ones_like(v))), torch.zeros_like(v))

@@ -27,6 +27,7 @@ from pfl.engine.loggers import make_loggers
 from pfl.engine.progress import RoundProgressBar
 from pfl.engine.module import EvalSettings, FederatedModule, Stage
 from pfl.engine.summary import summarize, write_client_records
+from pfl.report.run_plots import write_run_plots
 from pfl.task import Task
 
 log = logging.getLogger("pfl")
@@ -117,7 +118,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     device = resolve_device(str(cfg.device))
     backend = resolve_backend(cfg.engine.backend, model, device)
     p = cfg.personalization
-    module = FederatedModule(
+    module_cls = FederatedModule
+    if any(getattr(s.algorithm, "pooled", False) for s in stages):  # trained on pooled data (centralized baseline)
+        from pfl.engine.centralized import CentralizedModule
+
+        module_cls = CentralizedModule
+    module = module_cls(
         data=data, model=model, stages=stages, local=local, personalize_local=personal,
         clients_per_round=cfg.clients_per_round, backend=backend,
         eval_settings=EvalSettings(list(p.epochs), p.curve_epochs, p.heldout_clients, p.train_clients,
@@ -163,6 +169,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     summary = summarize(cfg, module, backend, device, time.perf_counter() - t0)
     write_json(run_dir / "summary.json", summary)
     write_client_records(run_dir, module.last_eval.get("results", {}))
+    write_run_plots(run_dir)  # plots/*.png from the files above (W&B uploads them in log_summary)
     for lg in loggers:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)

@@ -2,5 +2,6 @@
 
 from pfl.algorithms.base import Algorithm, ClientUpdate
 from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
+from pfl.algorithms.maml import FOMAML, MAML
 
-__all__ = ["Algorithm", "ClientUpdate", "FedAvg", "FedSGD", "Reptile"]
+__all__ = ["Algorithm", "ClientUpdate", "FOMAML", "MAML", "FedAvg", "FedSGD", "Reptile"]

@@ -1,7 +1,9 @@
 """FedSGD, FedAvg(E) and Reptile(K): the model-averaging family.
 
 Δ = θ - θ_local after local client-optimizer steps:
-- FedSGD: one step on the client's full data, weighted by example count;
+- FedSGD: one step on the client's full data (or, with full_batch=false, on
+  the first minibatch of the client's sequence, as FOMAML(0)), weighted by
+  example count;
 - FedAvg(E): E epochs of minibatch steps, weighted by example count
   (McMahan et al. 2017);
 - Reptile(K): K minibatch steps, every client weighted equally (Nichol et al.
@@ -14,19 +16,28 @@ from dataclasses import dataclass
 
 import torch
 
+from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, uniform_weight
 from pfl.config_errors import check, is_int
 
 
 @dataclass
 class FedSGD(Algorithm):
+    full_batch: bool = True  # False: the minibatch of local step 0 (LocalTrainer.batch)
     name: str = "fedsgd"
+
+    def __post_init__(self):
+        check(isinstance(self.full_batch, bool), "algorithm.full_batch", self.full_batch, "true or false")
 
     def num_steps(self, local, n):
         return torch.ones_like(n)
 
     def client_update(self, local, params, data, key, max_steps, state=None):
-        g, loss = local.grad(params, local.full_batch(data), key)
+        if self.full_batch:
+            g, loss = local.grad(params, local.full_batch(data), key)
+        else:  # the same batch and dropout key as the first step of FedAvg / Reptile
+            step = torch.zeros((), dtype=torch.int64, device=data.x.device)
+            g, loss = local.grad(params, local.batch(data, key, step), rng.fold(key, 1000))
         new, _ = local.opt.update(params, g, local.opt.init(params))
         return ClientUpdate(model_delta(params, new), examples_weight(data), {"loss": loss.detach()})
 

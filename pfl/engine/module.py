@@ -189,8 +189,9 @@ class FederatedModule(pl.LightningModule):
         if not all(math.isfinite(v) for v in metrics.values()):
             raise FloatingPointError(f"round {r + 1}: non-finite training metric {metrics}")
         self.log("loss", metrics.get("train/loss", float("nan")), prog_bar=True, on_step=True, logger=False)
-        if (r + 1) % self.eval_every == 0 or r + 1 == self.total_rounds:
-            self.evaluate_and_log(r + 1, metrics)
+        stage_end = sum(s.rounds for s in self.stages[: si + 1])
+        if (r + 1) % self.eval_every == 0 or r + 1 == self.total_rounds or r + 1 == stage_end:
+            self.evaluate_and_log(r + 1, metrics)  # also at each stage's end: the model a stage hands on
 
     # -- personalization evaluation -------------------------------------------
     def personalize(self, population: str, clients: Tensor | None = None) -> PersonalizationResult:

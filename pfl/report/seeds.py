@@ -1,0 +1,142 @@
+"""Mean and standard deviation over seeds (the paper reports 9 replicas).
+
+Reads every run directory under the given paths (any folder holding a
+`summary.json`, e.g. the jobs of `python -m pfl -m seed=range(9) ...`), groups
+the runs by their setting (the job's command-line overrides without `seed`,
+from Hydra's `.hydra/overrides.yaml`; else the summary's algorithm, data set
+and model), and aggregates every numeric value of summary.json per group:
+mean, sample standard deviation (n-1; 0 for one run) and n. Values a run did
+not produce (e.g. rounds to a target never reached: null) are left out of
+that value's n.
+
+    python -m pfl.report.seeds multirun/2026-01-01/12-00-00 [--metrics KEY ...] [--out DIR]
+
+writes seeds.json (everything) and seeds.csv (the chosen metrics, one row per
+setting) in --out (default: the first path) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+
+from pfl.engine.files import atomic_write_text, write_json
+
+DEFAULT_METRICS = ("initial_accuracy", "personalized_accuracy.*", "fraction_worse", "rounds_to_target.*",
+                   "train_clients.initial_accuracy", "train_clients.personalized_accuracy.*")
+
+
+def find_runs(*paths: str | Path) -> list[Path]:
+    """Run directories (holding summary.json) at or below `paths`, sorted."""
+    found = set()
+    for p in map(Path, paths):
+        if (p / "summary.json").is_file():
+            found.add(p)
+        found.update(s.parent for s in p.rglob("summary.json"))
+    return sorted(found)
+
+
+def flatten(node, prefix: str = "") -> dict[str, float | None]:
+    """Numeric leaves of a summary by dotted path ('personalized_accuracy.5')."""
+    out: dict[str, float | None] = {}
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else None
+    if items is None:
+        if node is None or (isinstance(node, (int, float)) and not isinstance(node, bool)):
+            out[prefix] = None if node is None else float(node)
+        return out
+    for k, v in items:
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def setting_of(run_dir: Path, summary: dict) -> str:
+    """A run's setting: its overrides without seed (or a description from summary.json)."""
+    overrides = run_dir / ".hydra" / "overrides.yaml"
+    if overrides.is_file():
+        import yaml
+
+        items = [str(o) for o in (yaml.safe_load(overrides.read_text()) or [])]
+        items = [o for o in items if o.lstrip("+~").split("=", 1)[0] not in ("seed", "hydra.run.dir", "hydra.sweep.dir")]
+        return " ".join(sorted(items)) or "(defaults)"
+    return f"algorithm={summary.get('algorithm')} dataset={summary.get('dataset')} model={summary.get('model')}"
+
+
+def aggregate(run_dirs: list[Path]) -> list[dict]:
+    """One entry per setting: {setting, runs, seeds, stats: {key: {mean, std, n}}}."""
+    groups: dict[str, list[tuple[Path, dict]]] = {}
+    for d in run_dirs:
+        summary = json.loads((Path(d) / "summary.json").read_text())
+        groups.setdefault(setting_of(Path(d), summary), []).append((Path(d), summary))
+    out = []
+    for setting, runs in groups.items():
+        flat = [flatten(s) for _, s in runs]
+        keys = [k for k in flat[0]] + [k for f in flat[1:] for k in f if k not in flat[0]]
+        stats = {}
+        for k in dict.fromkeys(keys):
+            vals = [f[k] for f in flat if f.get(k) is not None and not math.isnan(f[k])]
+            if vals:
+                stats[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                            "n": len(vals)}
+        out.append({"setting": setting, "runs": [str(d) for d, _ in runs],
+                    "seeds": [s.get("seed") for _, s in runs], "stats": stats})
+    return out
+
+
+def select(stats: dict, patterns: tuple[str, ...] | list[str]) -> list[str]:
+    """Keys matching patterns ('a.*' matches a's direct children), in pattern order."""
+    keys = []
+    for pat in patterns:
+        if pat.endswith(".*"):
+            base = pat[:-1]
+            keys += [k for k in stats if k.startswith(base) and "." not in k[len(base):]]
+        elif pat in stats:
+            keys.append(pat)
+    return list(dict.fromkeys(keys))
+
+
+def write_report(groups: list[dict], out_dir: Path, metrics=DEFAULT_METRICS) -> str:
+    """seeds.json and seeds.csv in out_dir; returns the table as text."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "seeds.json", groups)
+    keys = list(dict.fromkeys(k for g in groups for k in select(g["stats"], metrics)))
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["setting", "runs"] + [f"{k}_{s}" for k in keys for s in ("mean", "std", "n")])
+    common = set.intersection(*(set(g["setting"].split()) for g in groups)) if len(groups) > 1 else set()
+    lines = [f"common to all settings: {' '.join(sorted(common))}"] if common else []
+    for g in groups:
+        row = [g["setting"], len(g["runs"])]
+        cells = []
+        for k in keys:
+            st = g["stats"].get(k)
+            row += [st["mean"], st["std"], st["n"]] if st else ["", "", 0]
+            if st:
+                cells.append(f"{k}={st['mean']:.4f}±{st['std']:.4f} (n={st['n']})")
+        w.writerow(row)
+        shown = " ".join(t for t in g["setting"].split() if t not in common) or g["setting"]
+        lines.append(f"{shown}  [{len(g['runs'])} runs, seeds {g['seeds']}]\n    " + "\n    ".join(cells))
+    atomic_write_text(out_dir / "seeds.csv", buf.getvalue())
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pfl.report.seeds", description=__doc__.split("\n\n")[0])
+    ap.add_argument("paths", nargs="+", help="multirun directories or run directories")
+    ap.add_argument("--metrics", nargs="*", default=list(DEFAULT_METRICS), help="summary keys for seeds.csv ('a.*': children)")
+    ap.add_argument("--out", default=None, help="where seeds.json / seeds.csv go (default: the first path)")
+    args = ap.parse_args(argv)
+    runs = find_runs(*args.paths)
+    if not runs:
+        print(f"error: no run directory with summary.json under {' '.join(args.paths)}")
+        return 2
+    print(write_report(aggregate(runs), Path(args.out or args.paths[0]), args.metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -115,7 +115,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         clients_per_round=cfg.clients_per_round, backend=backend,
         eval_settings=EvalSettings(list(p.epochs), p.curve_epochs, p.heldout_clients, p.train_clients,
                                    cfg.engine.eval_chunk_size, p.target_accuracy,
-                                   p.local_baseline, p.local_epochs, p.local_lr),
+                                   p.local_baseline, p.local_epochs, p.local_lr, _local_cache_dir()),
         eval_every=cfg.eval_every, seed=cfg.seed, chunk_size=cfg.engine.chunk_size,
     )
     if cfg.init_from:
@@ -164,6 +164,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)
     return summary
+
+
+def _local_cache_dir() -> str:
+    """Where local-only reference accuracies are kept across runs ($PFL_CACHE or ~/.cache/pfl)."""
+    import os
+
+    return str(Path(os.environ.get("PFL_CACHE") or Path.home() / ".cache" / "pfl") / "local_reference")
 
 
 def _extra_callbacks(cfg: DictConfig) -> list:

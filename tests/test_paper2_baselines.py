@@ -126,7 +126,8 @@ def test_each_baseline_runs(name, tmp_path):
     assert name == "local" or s["flops_per_round"][name] > 0
 
 
-def test_local_baseline_gives_beats_local_fraction(tmp_path):
+def test_local_baseline_gives_beats_local_fraction(tmp_path, monkeypatch):
+    monkeypatch.setenv("PFL_CACHE", str(tmp_path / "cache"))
     s = train(_cfg("algorithm=fedavg", "personalization.local_baseline=true", "personalization.local_epochs=2",
                    "personalization.local_lr=0.05"), tmp_path)
     lb = s["local_baseline"]
@@ -140,6 +141,13 @@ def test_local_baseline_gives_beats_local_fraction(tmp_path):
     # the reference is the `local` algorithm: its Acc_local equals that run's Pers.K
     ref = train(_cfg("algorithm=local", "algorithm.epochs=2", "algorithm.lr=0.05", "rounds=1", "eval_every=1"), tmp_path / "l")
     assert abs(ref["personalized_accuracy"]["2"] - lb["local_accuracy"]) < 1e-9
+    # a second run reuses the cached reference (same data, init and settings)
+    (cached,) = (tmp_path / "cache/local_reference").glob("*.pt")
+    stamp = cached.stat().st_mtime_ns
+    again = train(_cfg("algorithm=fedsgd", "personalization.local_baseline=true", "personalization.local_epochs=2",
+                       "personalization.local_lr=0.05"), tmp_path / "again")
+    assert again["local_baseline"]["local_accuracy"] == lb["local_accuracy"]
+    assert cached.stat().st_mtime_ns == stamp and len(list(cached.parent.glob("*.pt"))) == 1
 
 
 def test_bad_settings_fail_with_the_key():

@@ -35,7 +35,7 @@ from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
 from pfl.engine.backends import run_clients
-from pfl.evaluation.fairness import beats_local
+from pfl.evaluation.fairness import beats_local, local_reference
 from pfl.evaluation.personalize import PersonalizationResult, personalize
 from pfl.task import Task
 
@@ -59,6 +59,7 @@ class EvalSettings:
     local_baseline: bool = False  # also train each held-out client alone (pfl.evaluation.fairness)
     local_epochs: int = 200
     local_lr: float = 0.005
+    local_cache_dir: str | None = None  # reuse local-only accuracies across runs (same data, model init, settings)
 
 
 def _nbytes(params: dict[str, Tensor]) -> int:
@@ -234,18 +235,16 @@ class FederatedModule(pl.LightningModule):
     def local_reference(self, population: str, clients: Tensor) -> Tensor:
         """Per-client accuracy of a model trained on the client alone (the
         `local` algorithm's personalization from the initial model). It does
-        not depend on the server's model: computed once per run and reused."""
-        from pfl.algorithms.local_only import LocalOnly
-
+        not depend on the server's model: computed once per run (and cached
+        on disk across runs when `local_cache_dir` is set)."""
         key = (population, tuple(int(c) for c in clients))
         if key not in self._local_reference:
-            ref = LocalOnly(epochs=self.eval.local_epochs, lr=self.eval.local_lr)
             init = {k: v.detach() for k, v in self.local.task.init_params().items()}
-            res = personalize(
-                ref, self.personalize_local, init, getattr(self.data, population), clients.to(self.device),
-                ref.epochs, rng.key(self.seed, 0xE7A1, 3).to(self.device), self.backend, self.eval.chunk_size,
+            self._local_reference[key] = local_reference(
+                self.personalize_local, init, getattr(self.data, population), clients.to(self.device),
+                self.eval.local_epochs, self.eval.local_lr, rng.key(self.seed, 0xE7A1, 3).to(self.device),
+                self.backend, self.eval.chunk_size, self.eval.local_cache_dir,
             )
-            self._local_reference[key] = res.accuracy[:, -1]
         return self._local_reference[key]
 
     def eval_clients(self, population: str) -> Tensor:

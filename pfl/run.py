@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pfl.algorithms.local import LocalTrainer
 from pfl.config import validate, validate_population
 from pfl.config_errors import ConfigError
+from pfl.data.augment import flag_permuted_clients
 from pfl.engine.backends import resolve_backend
 from pfl.engine.checkpoint import RoundCheckpoint
 from pfl.engine.files import write_json
@@ -28,6 +29,7 @@ from pfl.engine.progress import RoundProgressBar
 from pfl.engine.module import EvalSettings, FederatedModule, Stage
 from pfl.engine.summary import summarize, write_client_records
 from pfl.report.run_plots import write_run_plots
+from pfl.evaluation.fairness import scatter_plot
 from pfl.task import Task
 
 log = logging.getLogger("pfl")
@@ -107,10 +109,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
-    data = build(cfg.dataset)
+    data = flag_permuted_clients(build(cfg.dataset))  # ζ-permuted clients augment, where the data set can
     validate_population(cfg, len(data.train), len(data.heldout))
     model = build(cfg.model, num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
-    task = Task(model, data.input_transform, data.ignore_index)
+    task = Task(model, data.input_transform, data.ignore_index, data.augment)
     local = LocalTrainer(task, build(cfg.client_opt))
     p_opt = cfg.personalization.client_opt
     personal = LocalTrainer(task, build(p_opt)) if p_opt is not None else local
@@ -127,7 +129,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         data=data, model=model, stages=stages, local=local, personalize_local=personal,
         clients_per_round=cfg.clients_per_round, backend=backend,
         eval_settings=EvalSettings(list(p.epochs), p.curve_epochs, p.heldout_clients, p.train_clients,
-                                   cfg.engine.eval_chunk_size, p.target_accuracy),
+                                   cfg.engine.eval_chunk_size, p.target_accuracy,
+                                   p.local_baseline, p.local_epochs, p.local_lr, _local_cache_dir()),
         eval_every=cfg.eval_every, seed=cfg.seed, chunk_size=cfg.engine.chunk_size,
     )
     if cfg.init_from:
@@ -170,10 +173,20 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     write_json(run_dir / "summary.json", summary)
     write_client_records(run_dir, module.last_eval.get("results", {}))
     write_run_plots(run_dir)  # plots/*.png from the files above (W&B uploads them in log_summary)
+    held = module.last_eval.get("results", {}).get("heldout")
+    if held is not None and held.local_accuracy is not None:
+        scatter_plot(held, max(module.eval.epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
     for lg in loggers:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)
     return summary
+
+
+def _local_cache_dir() -> str:
+    """Where local-only reference accuracies are kept across runs ($PFL_CACHE or ~/.cache/pfl)."""
+    import os
+
+    return str(Path(os.environ.get("PFL_CACHE") or Path.home() / ".cache" / "pfl") / "local_reference")
 
 
 def _extra_callbacks(cfg: DictConfig) -> list:

@@ -144,6 +144,10 @@ def _hydra_main() -> None:
 
         if cfg.get("sweep") is not None:
             import pfl.sweep.pruning  # noqa: F401 - registers the pruning callback of sweep trials
+
+            if not _multirun():
+                log.warning("a single run with the sweep's defaults; to run the sweep: python -m pfl -m +sweep=%s",
+                            cfg.sweep.name)
         try:
             summary = train(cfg)
         except ConfigError as exc:

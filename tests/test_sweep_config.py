@@ -89,3 +89,14 @@ def test_slurm_recipe_composes():
     assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node) == ("gpu", 240, 1)
     assert cfg.sweep.n_jobs == 8 and cfg.sweep.storage.startswith("postgresql://")
     assert cfg.hydra.sweeper._target_.endswith("PflOptunaSweeper")
+
+
+def test_wandb_group_tags_and_names():
+    from pfl.engine.wandb_logger import run_identity
+
+    cfg = _compose(["+sweep=fedavg_e_lr", "logger=wandb", "zeta=0.5", "++sweep.study=fedavg_e_lr", "++sweep.trial=3"])
+    group, tags, name = run_identity(cfg, Path("multirun/sweeps/fedavg_e_lr/trial_3"))
+    assert group == "fedavg_e_lr" and name == "fedavg_e_lr-trial3"
+    assert {"algorithm:fedavg", "dataset:synthetic", "zeta:0.5", "sweep:fedavg_e_lr"} <= set(tags)
+    group, tags, name = run_identity(_compose(["logger=wandb", "logger.group=mine"]), Path("outputs/a/b"))
+    assert (group, name) == ("mine", "b") and "sweep:fedavg_e_lr" not in tags

@@ -170,3 +170,67 @@ def test_pareto_front_by_hand():
     pts = [[0.1, 0.9], [0.5, 0.5], [0.4, 0.4], [0.9, 0.1], [0.9, 0.05]]
     assert pareto_front(pts, ["maximize", "maximize"]) == [0, 1, 3]
     assert pareto_front(pts, ["minimize", "minimize"]) == [0, 2, 4]
+
+
+class FakeLauncher:
+    """Answers each job at once with what `answer(overrides)` returns or raises (no training)."""
+
+    def __init__(self, answer):
+        self.answer, self.batches = answer, []
+
+    def launch(self, jobs, initial_job_idx):
+        from hydra.core.utils import JobReturn, JobStatus
+
+        self.batches.append(len(jobs))
+        out = []
+        for job in jobs:
+            params = {k: v for k, _, v in (o.partition("=") for o in job)}
+            try:
+                out.append(JobReturn(status=JobStatus.COMPLETED, _return_value=self.answer(params), overrides=job))
+            except Exception as exc:  # noqa: BLE001
+                out.append(JobReturn(status=JobStatus.FAILED, _return_value=exc, overrides=job))
+        return out
+
+
+class FakeSweeper:
+    def __init__(self, tmp_path, answer, **sweep):
+        from omegaconf import OmegaConf
+
+        node = {"name": "s", "objectives": ["acc"], "params": {"x": "interval(0, 1)"}, **sweep}
+        self.config = OmegaConf.create({"seed": 0, "sweep": node, "hydra": {"sweep": {"dir": str(tmp_path)}}})
+        self.launcher = FakeLauncher(answer)
+        self.params = {}
+
+    def validate_batch_is_legal(self, jobs):
+        pass
+
+
+def test_sweep_loop_batches_and_budget_without_training(tmp_path):
+    from pfl.sweep.driver import run_sweep
+
+    sweeper = FakeSweeper(tmp_path, lambda p: 1 - (float(p["x"]) - 0.3) ** 2, n_trials=7, n_jobs=3)
+    outcomes = run_sweep(sweeper, ["+sweep=s", "y=2"])
+    assert sweeper.launcher.batches == [3, 3, 1]
+    assert [o["state"] for o in outcomes] == ["COMPLETE"] * 7
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert study.best_value == max(o["values"][0] for o in outcomes)
+    assert run_sweep(sweeper, ["+sweep=s"]) == []  # rerun: the budget is spent
+
+
+def test_sweep_loop_failure_paths(tmp_path):
+    from pfl.sweep.driver import run_sweep
+    from pfl.sweep_objective import MissingObjective
+
+    def answer(p):
+        x = float(p["x"])
+        if x < 0.5:
+            return float("nan")
+        raise MissingObjective("the objective 'acc' was never produced by this run")
+
+    sweeper = FakeSweeper(tmp_path, answer, n_trials=6, sampler={"_target_": "optuna.samplers.RandomSampler", "seed": 1})
+    with pytest.raises(ConfigError, match="sweep.objectives"):  # a misspelt objective stops the sweep
+        run_sweep(sweeper, [])
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    reasons = [t.user_attrs["fail_reason"] for t in study.get_trials()]
+    assert all(t.state == TrialState.FAIL for t in study.get_trials()) and len(reasons) < 6
+    assert reasons[-1].startswith("MissingObjective") and all(r.startswith("FloatingPointError: non-finite") for r in reasons[:-1])

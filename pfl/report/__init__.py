@@ -1,1 +1,1 @@
-"""Reports across runs: `python -m pfl.report <multirun or sweep directory>` writes one HTML page."""
+"""Reports from finished runs: per-run plots, multi-seed aggregation, cross-run reports."""

@@ -28,6 +28,11 @@ log = logging.getLogger("pfl")
 class PflWandbLogger(WandbLogger):
     """WandbLogger that also receives the final summary, per-client tables and plots."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:  # current wandb warns about the key even when None
+            self._wandb_init.pop("anonymous", None)
+
     def log_summary(self, summary: dict, run_dir: Path) -> None:
         import wandb
 

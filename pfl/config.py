@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig
 
 from pfl.config_errors import ConfigError, check, is_int, is_number
+from pfl.sweep.settings import SweepSettings
 
 BACKENDS = ("auto", "vmap", "sequential")
 
@@ -60,7 +61,7 @@ class Config:
     stages: Optional[Any] = None
     personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
-    sweep: Optional[Any] = None  # filled by sweeps (pfl.sweep): objective names, trial info
+    sweep: Optional[SweepSettings] = None  # an Optuna sweep (python -m pfl -m +sweep=NAME; pfl.sweep.settings)
 
 
 def register() -> None:

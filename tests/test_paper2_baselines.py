@@ -137,7 +137,7 @@ def test_local_baseline_gives_beats_local_fraction(tmp_path, monkeypatch):
     acc_local = [float(r["acc_local"]) for r in rows]
     beats = sum(float(r["acc_2"]) > a for r, a in zip(rows, acc_local)) / len(rows)
     assert abs(beats - lb["beats_local_fraction"]["2"]) < 1e-9
-    assert (tmp_path / "scatter_local.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "scatter_local.png").stat().st_size > 0
     # the reference is the `local` algorithm: its Acc_local equals that run's Pers.K
     ref = train(_cfg("algorithm=local", "algorithm.epochs=2", "algorithm.lr=0.05", "rounds=1", "eval_every=1"), tmp_path / "l")
     assert abs(ref["personalized_accuracy"]["2"] - lb["local_accuracy"]) < 1e-9

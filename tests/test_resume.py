@@ -54,7 +54,7 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
 
 def test_kill_minus_9_then_resume(tmp_path):
     args = [a for a in TINY if not a.startswith(("rounds=", "checkpoint_every=", "eval_every="))]
-    args += ["rounds=80", "checkpoint_every=2", "eval_every=40"]
+    args += ["rounds=40", "checkpoint_every=2", "eval_every=20"]
     env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
 
     def cmd(run, *extra):

@@ -8,6 +8,7 @@ allowed, and the process exits with status 2, without a traceback.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import sys
@@ -32,6 +33,10 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, ConfigError):
         return f"error: {exc}"
     msg = str(exc)
+    cause = exc.__cause__
+    while cause is not None:  # Hydra wraps the informative error ("Error merging override ...")
+        msg += "\n" + str(cause)
+        cause = cause.__cause__
     m = re.search(r"Could not find '([\w/]+)/([^']+)'", msg)
     if m:
         group, value = m.group(1), m.group(2)
@@ -47,7 +52,12 @@ def explain(exc: BaseException) -> str:
     m = re.search(r"Value '([^']*)'.*could not be converted to (\w+)", msg)
     if m:
         key = re.search(r"full_key: (\S+)", msg)
-        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected {m.group(2).lower()}"
+        kind = {"float": "a number", "integer": "an integer", "boolean": "true or false"}.get(m.group(2).lower(), m.group(2))
+        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected {kind}"
+    m = re.search(r"Value '([^']*)' is not a valid bool", msg)
+    if m:
+        key = re.search(r"full_key: (\S+)", msg)
+        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected true or false"
     m = re.search(r"Invalid value assigned: (\w+) is not a ListConfig, list or tuple", msg)
     if m:
         key = re.search(r"full_key: (\S+)", msg)
@@ -56,26 +66,40 @@ def explain(exc: BaseException) -> str:
     return f"error: {first}"
 
 
-def _plain_overrides(args: list[str]) -> list[str] | None:
-    """The overrides to pre-check, or None when Hydra should handle argv alone."""
+MAX_PRECHECK_JOBS = 32
+
+
+def _plain_overrides(args: list[str]) -> list[list[str]] | None:
+    """The override lists to pre-check, or None when Hydra should handle argv alone.
+
+    A multirun sweep is checked on every combination of the swept config
+    groups (`algorithm=fedavg,reptile`: a setting that only one of them has is
+    caught before any job runs) with the first value of every other swept key;
+    Optuna search spaces (range/choice/interval/tag) are left to the sweeper.
+    """
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "--version") or
            a.startswith("--info") for a in args):
         return None
-    out = []
+    groups = set(_groups())
+    fixed, swept = [], []
     for a in args:
         if a.startswith("-"):
             continue
-        key = a.split("=", 1)[0].lstrip("+~")
+        name, _, value = a.partition("=")
+        key = name.lstrip("+~")
         if key.startswith("hydra") or key.startswith("hydra/"):
             continue
-        value = a.split("=", 1)[1] if "=" in a else ""
-        # sweeps (a,b / range() / choice() / interval()): check the first choice only
         if re.match(r"^(range|choice|interval|tag|glob|sort|shuffle)\(", value):
             continue
-        if "," in value and not value.startswith("[") and not value.startswith("{"):
-            a = f"{a.split('=', 1)[0]}={value.split(',')[0]}"
-        out.append(a)
-    return out
+        if "," in value and value[:1] not in ("[", "{", "'", '"'):
+            values = value.split(",")
+            if key in groups:
+                swept.append([f"{name}={v}" for v in values])
+                continue
+            a = f"{name}={values[0]}"
+        fixed.append(a)
+    combos = [list(c) for c in itertools.product(*swept)][:MAX_PRECHECK_JOBS]
+    return [fixed + c for c in combos]
 
 
 def precheck(args: list[str]) -> str | None:
@@ -85,17 +109,20 @@ def precheck(args: list[str]) -> str | None:
 
     from pfl.config import register, validate
 
-    overrides = _plain_overrides(args)
-    if overrides is None:
+    jobs = _plain_overrides(args)
+    if jobs is None:
         return None
     register()
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        validate(cfg)
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-        return explain(exc)
+            for overrides in jobs:
+                try:
+                    validate(compose("config", overrides=overrides))
+                except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+                    which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
+                    where = f" (in the sweep's job with {' '.join(which)})" if len(jobs) > 1 and which else ""
+                    return explain(exc) + where
     finally:
         GlobalHydra.instance().clear()
     return None
@@ -124,15 +151,30 @@ def _hydra_main() -> None:
         from pfl.engine.summary import format_table
         from pfl.run import train
 
+        if cfg.get("sweep") is not None:
+            import pfl.sweep.pruning  # noqa: F401 - registers the pruning callback of sweep trials
+
+            if not _multirun():
+                log.warning("a single run with the sweep's defaults; to run the sweep: python -m pfl -m +sweep=%s",
+                            cfg.sweep.name)
         try:
             summary = train(cfg)
         except ConfigError as exc:
+            if _multirun():
+                raise  # one failed job of a sweep; the sweeper records it and goes on
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
         print(format_table(summary))
         return objective(cfg, summary)
 
     app()
+
+
+def _multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def objective(cfg, summary: dict):

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig
 
 from pfl.config_errors import ConfigError, check, is_int, is_number
+from pfl.sweep.settings import SweepSettings
 
 BACKENDS = ("auto", "vmap", "sequential")
 
@@ -28,6 +29,9 @@ class PersonalizationConfig:
     train_clients: int = 50
     client_opt: Optional[Any] = None
     target_accuracy: float = 0.8
+    local_baseline: bool = False
+    local_epochs: int = 200
+    local_lr: float = 0.005
 
 
 @dataclass
@@ -57,7 +61,7 @@ class Config:
     stages: Optional[Any] = None
     personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
-    sweep: Optional[Any] = None  # filled by sweeps (pfl.sweep): objective names, trial info
+    sweep: Optional[SweepSettings] = None  # an Optuna sweep (python -m pfl -m +sweep=NAME; pfl.sweep.settings)
 
 
 def register() -> None:
@@ -81,6 +85,8 @@ def validate(cfg: DictConfig) -> None:
     check(p.curve_epochs >= 0, "personalization.curve_epochs", p.curve_epochs, "an integer >= 0")
     check(0.0 < p.target_accuracy <= 1.0, "personalization.target_accuracy", p.target_accuracy, "a number in (0, 1]")
     check(p.train_clients >= 0, "personalization.train_clients", p.train_clients, "an integer >= 0")
+    check(p.local_epochs >= 1, "personalization.local_epochs", p.local_epochs, "an integer >= 1")
+    check(p.local_lr > 0, "personalization.local_lr", p.local_lr, "a number > 0")
     for key in ("server_opt",):
         opt = cfg[key]
         if "lr" in opt:

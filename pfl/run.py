@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -19,16 +20,26 @@ from omegaconf import DictConfig, OmegaConf
 from pfl.algorithms.local import LocalTrainer
 from pfl.config import validate, validate_population
 from pfl.config_errors import ConfigError
+from pfl.data.augment import flag_permuted_clients
 from pfl.engine.backends import resolve_backend
 from pfl.engine.checkpoint import RoundCheckpoint
 from pfl.engine.files import write_json
 from pfl.engine.loggers import make_loggers
+from pfl.engine.progress import RoundProgressBar
 from pfl.engine.module import EvalSettings, FederatedModule, Stage
 from pfl.engine.summary import summarize, write_client_records
 from pfl.report.run_plots import write_run_plots
+from pfl.evaluation.fairness import scatter_plot
 from pfl.task import Task
 
 log = logging.getLogger("pfl")
+# Lightning's start-up chatter (accelerator lines, tips) is not about the experiment
+logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+logging.getLogger("pytorch_lightning.accelerators.cuda").setLevel(logging.WARNING)
+logging.getLogger("pytorch_lightning.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
+# Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; harmless, and not ours to fix
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=DeprecationWarning)
 
 
 def build(node, drop=("name",), **runtime):
@@ -98,10 +109,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
-    data = build(cfg.dataset)
+    data = flag_permuted_clients(build(cfg.dataset))  # ζ-permuted clients augment, where the data set can
     validate_population(cfg, len(data.train), len(data.heldout))
     model = build(cfg.model, num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
-    task = Task(model, data.input_transform, data.ignore_index)
+    task = Task(model, data.input_transform, data.ignore_index, data.augment)
     local = LocalTrainer(task, build(cfg.client_opt))
     p_opt = cfg.personalization.client_opt
     personal = LocalTrainer(task, build(p_opt)) if p_opt is not None else local
@@ -118,7 +129,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         data=data, model=model, stages=stages, local=local, personalize_local=personal,
         clients_per_round=cfg.clients_per_round, backend=backend,
         eval_settings=EvalSettings(list(p.epochs), p.curve_epochs, p.heldout_clients, p.train_clients,
-                                   cfg.engine.eval_chunk_size, p.target_accuracy),
+                                   cfg.engine.eval_chunk_size, p.target_accuracy,
+                                   p.local_baseline, p.local_epochs, p.local_lr, _local_cache_dir()),
         eval_every=cfg.eval_every, seed=cfg.seed, chunk_size=cfg.engine.chunk_size,
     )
     if cfg.init_from:
@@ -147,7 +159,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         max_steps=module.total_rounds,
         max_epochs=-1,
         logger=loggers,
-        callbacks=[ckpt_cb, *_extra_callbacks(cfg)],
+        callbacks=[ckpt_cb, RoundProgressBar(), *_extra_callbacks(cfg)],
         enable_checkpointing=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -162,12 +174,22 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     write_client_records(run_dir, module.last_eval.get("results", {}))
     try:  # plots/*.png from the files above (W&B uploads them in log_summary)
         write_run_plots(run_dir)
+        held = module.last_eval.get("results", {}).get("heldout")
+        if held is not None and held.local_accuracy is not None:
+            scatter_plot(held, max(module.eval.epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
     except Exception as exc:  # noqa: BLE001 - the results are already on disk; a plot must not fail the run
         log.warning("plots not written: %s (redraw: python -m pfl.report.run_plots %s)", exc, run_dir)
     for lg in loggers:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)
     return summary
+
+
+def _local_cache_dir() -> str:
+    """Where local-only reference accuracies are kept across runs ($PFL_CACHE or ~/.cache/pfl)."""
+    import os
+
+    return str(Path(os.environ.get("PFL_CACHE") or Path.home() / ".cache" / "pfl") / "local_reference")
 
 
 def _extra_callbacks(cfg: DictConfig) -> list:

@@ -28,10 +28,12 @@ class Task:
         model: nn.Module,
         input_transform: Callable[[Tensor], Tensor] | None = None,
         ignore_index: int | None = None,
+        augment: Callable[[Tensor, Tensor], Tensor] | None = None,
     ):
         self.model = model
         self.input_transform = input_transform
         self.ignore_index = ignore_index
+        self.augment = augment  # training-time augmentation of stored inputs (x, key) -> x
         self.buffers = {k: v for k, v in model.named_buffers()}
 
     def init_params(self) -> Params:
@@ -55,9 +57,12 @@ class Task:
 
     def loss(self, params: Params, x: Tensor, y: Tensor, mask: Tensor, key: Tensor | None = None) -> Tensor:
         """Mean cross-entropy over counted positions of the examples where mask is True."""
+        return self.loss_from_logits(self.logits(params, x, key), y, mask)
+
+    def loss_from_logits(self, logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+        """`loss` for logits computed elsewhere (e.g. a head applied to features)."""
         m = self._counted(y, mask).to(torch.float32)
-        per = self.per_position_loss(self.logits(params, x, key), y)
-        return (per * m).sum() / m.sum().clamp(min=1.0)
+        return (self.per_position_loss(logits, y) * m).sum() / m.sum().clamp(min=1.0)
 
     def correct(self, params: Params, x: Tensor, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """(number correct, number counted) over the masked examples, no dropout."""

@@ -42,6 +42,9 @@ class Algorithm:
     name: str = "algorithm"
     #: per-client state kept across rounds (APFL's local model), else False
     has_client_state: bool = False
+    #: personalization epochs this algorithm's results are read at, added to
+    #: `personalization.epochs` (FedAvg-FT's K fine-tuning epochs)
+    report_epochs: tuple[int, ...] = ()
 
     # -- what the server holds and sends ----------------------------------
     def init_global(self, model_params: Params) -> Params:
@@ -76,10 +79,13 @@ class Algorithm:
     # -- personalization -----------------------------------------------------
     def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int,
               max_batches: int, on_epoch) -> None:
-        """Personalize `params` on a client's training data for `epochs` epochs,
-        calling on_epoch(e, params_e) after each epoch (the personalization
-        curve). Default: local training with the client optimizer."""
-        local.train_by_epoch(params, data, key, epochs, max_batches, on_epoch)
+        """Personalize on a client's training data for `epochs` epochs, calling
+        on_epoch(e, model_params_e) after each epoch (the personalization curve).
+
+        `params` is the server's whole state (what `init_global` built, e.g. with
+        Meta-SGD's learning rates); the model starts from `model_params(params)`.
+        Default: local training of the whole model with the client optimizer."""
+        local.train_by_epoch(self.model_params(params), data, key, epochs, max_batches, on_epoch)
 
 
 def model_delta(before: Params, after: Params) -> Params:

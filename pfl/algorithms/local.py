@@ -59,7 +59,15 @@ class LocalTrainer:
         pos = first + torch.arange(width, device=data.x.device)
         idx = order[pos.clamp(max=size - 1)]
         mask = pos < data.n
-        return data.x[idx], data.y[idx], mask
+        return self.augment(data, data.x[idx], rng.fold(rng.fold(key, 0xA06), step)), data.y[idx], mask
+
+    def augment(self, data: ClientData, x: Tensor, key: Tensor) -> Tensor:
+        """x augmented by the task's augmentation where the client's `aug` flag
+        is set (ζ-permuted image clients); x itself otherwise. Computed for every
+        client and chosen by torch.where, so it stays legal under vmap."""
+        if data.aug is None or self.task.augment is None:
+            return x
+        return torch.where(data.aug, self.task.augment(x, key), x)
 
     def full_batch(self, data: ClientData) -> tuple[Tensor, Tensor, Tensor]:
         mask = torch.arange(data.x.shape[0], device=data.x.device) < data.n

@@ -22,11 +22,14 @@ class ClientData(NamedTuple):
     """One client's padded examples (or a cohort's, with a leading client axis).
 
     `n` counts the real examples; rows at positions >= n are padding.
+    `aug` (optional, bool per client) switches on the data set's training-time
+    augmentation for this client (pfl.data.augment); None: no augmentation.
     """
 
     x: Tensor
     y: Tensor
     n: Tensor
+    aug: Tensor | None = None
 
 
 @dataclass
@@ -36,13 +39,15 @@ class Split:
     x: Tensor  # [total, ...]
     y: Tensor  # [total, ...]
     counts: Tensor  # [clients] int64
+    aug: Tensor | None = None  # [clients] bool: augment this client's examples (None: nobody)
 
     @property
     def offsets(self) -> Tensor:
         return torch.cumsum(self.counts, 0) - self.counts
 
     def to(self, device) -> "Split":
-        return Split(self.x.to(device), self.y.to(device), self.counts.to(device))
+        aug = None if self.aug is None else self.aug.to(device)
+        return Split(self.x.to(device), self.y.to(device), self.counts.to(device), aug)
 
     def gather(self, clients: Tensor, pad_to: int | None = None) -> ClientData:
         """Padded examples of `clients` (a 1-D index tensor): x [C, N, ...]."""
@@ -57,7 +62,8 @@ class Split:
         # they are masked everywhere, this only keeps indices in range.
         idx = torch.where(valid, idx, self.offsets[clients].unsqueeze(1))
         idx = idx.clamp(max=max(self.x.shape[0] - 1, 0))
-        return ClientData(self.x[idx], self.y[idx], counts)
+        aug = None if self.aug is None else self.aug.to(counts.device)[clients]
+        return ClientData(self.x[idx], self.y[idx], counts, aug)
 
 
 @dataclass
@@ -139,6 +145,9 @@ class FederatedData:
     `input_transform` maps stored inputs (compact dtype) to model inputs, e.g.
     uint8 pixels to floats; it runs on the device on gathered batches.
     `ignore_index` marks label positions that never count (sequence padding).
+    `augment(x, key) -> x` is a training-time augmentation of stored inputs,
+    applied during local training to the clients whose split has `aug` set
+    (the ζ-permuted clients, pfl.data.augment.flag_permuted_clients).
     """
 
     name: str
@@ -148,6 +157,7 @@ class FederatedData:
     input_transform: Callable[[Tensor], Tensor] | None = None
     ignore_index: int | None = None
     info: dict = field(default_factory=dict)
+    augment: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def to(self, device) -> "FederatedData":
         return replace(self, train=self.train.to(device), heldout=self.heldout.to(device))

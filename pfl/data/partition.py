@@ -58,3 +58,41 @@ def zeta_permutations(num_clients: int, num_classes: int, zeta: float, rng: np.r
     mask = np.zeros(num_clients, dtype=bool)
     mask[chosen] = True
     return maps, mask
+
+
+def dirichlet_label_skew_paired(
+    train_labels: np.ndarray,
+    test_labels: np.ndarray,
+    num_clients: int,
+    alpha: float,
+    rng: np.random.Generator,
+    min_train: int = 1,
+    min_test: int = 1,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Dirichlet(alpha) label skew dealt to two pools with the same proportions.
+
+    Client i receives the same share props[i, c] / Σ_j props[j, c] of class c's
+    examples in the train pool and in the test pool, so its test labels follow
+    its train label distribution (up to rounding). Redraws until every client
+    has at least `min_train` / `min_test` examples.
+    """
+    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    classes = np.union1d(np.unique(train_labels), np.unique(test_labels))
+    if alpha <= 0:
+        raise ValueError(f"Dirichlet alpha must be > 0, got {alpha}")
+    for _ in range(100):
+        props = rng.dirichlet(np.full(len(classes), alpha), size=num_clients)
+        out = []
+        for labels in (train_labels, test_labels):
+            parts: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
+            for j, c in enumerate(classes):
+                idx = rng.permutation(np.flatnonzero(labels == c))
+                share = props[:, j] / props[:, j].sum()
+                cuts = np.rint(np.cumsum(share)[:-1] * len(idx)).astype(int)
+                for i, chunk in enumerate(np.split(idx, cuts)):
+                    parts[i].append(chunk)
+            out.append([np.sort(np.concatenate(p)) for p in parts])
+        if min(map(len, out[0])) >= min_train and min(map(len, out[1])) >= min_test:
+            return out[0], out[1]
+    raise ValueError(f"could not give every client {min_train} train / {min_test} test examples with alpha={alpha}; "
+                     "use fewer clients")

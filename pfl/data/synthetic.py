@@ -10,8 +10,11 @@ softmax model and input distribution,
 so α controls how much the clients' models differ and β how much their inputs
 differ. Client sizes follow a power law (lognormal, as in LEAF), capped.
 Each client's examples are split into train and test (80/20). The first
-`train_clients` clients train, the rest are held out. With ζ < 1 a (1-ζ)
-fraction of clients also permutes its labels (pfl.data.partition).
+`train_clients` clients train, the rest are held out. With ζ < 1 exactly
+round((1-ζ)·clients) clients of each population (training, held-out) permute
+their labels, train and test through the same map (pfl.data.partition);
+`info["permuted"]` and `info["label_maps"]` record who and how. Feature
+vectors have no natural augmentation, so permuted clients are not augmented.
 """
 
 from __future__ import annotations
@@ -49,7 +52,12 @@ def load_synthetic(
     g = np.random.default_rng(seed)
     sizes = np.clip(g.lognormal(4, 2, num_clients).astype(int) + min_examples, min_examples, max_examples)
     cov = np.arange(1, dim + 1) ** -1.2
-    maps, _ = zeta_permutations(num_clients, num_classes, zeta, np.random.default_rng([seed, 1]))
+    # one exact draw per population (like the real-data loaders), train then held out
+    maps, permuted = [], []
+    for salt, count in enumerate((train_clients, num_clients - train_clients), start=1):
+        m, p = zeta_permutations(count, num_classes, zeta, np.random.default_rng([seed, 1, salt]))
+        maps.append(m), permuted.append(p)
+    maps = np.concatenate(maps)
     tr_x, tr_y, te_x, te_y = [], [], [], []
     for k in range(num_clients):
         u = g.normal(0, np.sqrt(alpha))
@@ -68,5 +76,8 @@ def load_synthetic(
         train=pop.subset(range(train_clients)),
         heldout=pop.subset(range(train_clients, num_clients)),
         num_classes=num_classes,
-        info={"alpha": alpha, "beta": beta, "dim": dim, "zeta": zeta, "model_kwargs": {"in_features": dim}},
+        info={"alpha": alpha, "beta": beta, "dim": dim, "zeta": zeta, "model_kwargs": {"in_features": dim},
+              "permuted": {"train": torch.from_numpy(permuted[0]), "heldout": torch.from_numpy(permuted[1])},
+              "label_maps": {"train": torch.from_numpy(maps[:train_clients]),
+                             "heldout": torch.from_numpy(maps[train_clients:])}},
     )

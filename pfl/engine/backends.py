@@ -47,9 +47,14 @@ def _rebuild(data, parts):
     return parts[0] if isinstance(data, ClientData) else type(data)(*parts) if hasattr(data, "_fields") else tuple(parts)
 
 
+def _aug(d: ClientData, index):
+    return None if d.aug is None else d.aug[index]
+
+
 def _client(data, i: int):
     """Client i's rows only (no padding beyond its own examples)."""
-    parts = [ClientData(d.x[i, : max(int(d.n[i]), 1)], d.y[i, : max(int(d.n[i]), 1)], d.n[i]) for d in _parts(data)]
+    parts = [ClientData(d.x[i, : max(int(d.n[i]), 1)], d.y[i, : max(int(d.n[i]), 1)], d.n[i], _aug(d, i))
+             for d in _parts(data)]
     return _rebuild(data, parts)
 
 
@@ -58,7 +63,7 @@ def _chunk(data, sl: slice):
     parts = []
     for d in _parts(data):
         width = max(int(d.n[sl].max()), 1)
-        parts.append(ClientData(d.x[sl, :width], d.y[sl, :width], d.n[sl]))
+        parts.append(ClientData(d.x[sl, :width], d.y[sl, :width], d.n[sl], _aug(d, sl)))
     return _rebuild(data, parts)
 
 
@@ -101,6 +106,9 @@ def run_clients(
         def one(d, k, s, _max=max_steps):
             return fn(shared, d, k, _max, s)
 
-        vf = torch.func.vmap(one, in_dims=(0, 0, None if st is None else 0), randomness="different")
-        out.append(vf(_chunk(data, sl), keys[sl], st))
+        part = _chunk(data, sl)
+        # optional fields (ClientData.aug) may be None: not batched
+        data_dims = tree_map(lambda t: None if t is None else 0, part, is_leaf=lambda t: t is None)
+        vf = torch.func.vmap(one, in_dims=(data_dims, 0, None if st is None else 0), randomness="different")
+        out.append(vf(part, keys[sl], st))
     return out[0] if len(out) == 1 else tree_map(lambda *xs: torch.cat(xs), *out)

@@ -14,9 +14,12 @@ log = logging.getLogger("pfl")
 
 
 def wandb_mode(requested: str) -> str:
-    """auto: online only when an API key is configured, else offline (never blocks)."""
+    """auto: WANDB_MODE if set, else online only when an API key is configured, else offline (never blocks)."""
     if requested != "auto":
         return requested
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if env:
+        return {"dryrun": "offline", "run": "online"}.get(env, env)
     if os.environ.get("WANDB_API_KEY"):
         return "online"
     netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))

@@ -12,6 +12,10 @@ A run is a list of stages (one for most algorithms; Personalized FedAvg has
 two), each with its own algorithm, server optimizer and number of rounds.
 Every `eval_every` rounds and at the end the held-out clients (and a fixed
 sample of training clients) are personalized and evaluated.
+
+Costs are measured, not estimated: bytes from the tensors actually sent
+(`algorithm.broadcast`) and received (the clients' Δ), and FLOPs of the first
+round of each stage with torch's FlopCounterMode (`flops_per_round`).
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from typing import Callable
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
 from pfl.engine.backends import run_clients
+from pfl.evaluation.fairness import beats_local, local_reference
 from pfl.evaluation.personalize import PersonalizationResult, personalize
 from pfl.task import Task
 
@@ -50,6 +56,10 @@ class EvalSettings:
     train_clients: int = 50  # sample of training clients (seen clients)
     chunk_size: int | None = 64
     target_accuracy: float = 0.8
+    local_baseline: bool = False  # also train each held-out client alone (pfl.evaluation.fairness)
+    local_epochs: int = 200
+    local_lr: float = 0.005
+    local_cache_dir: str | None = None  # reuse local-only accuracies across runs (same data, model init, settings)
 
 
 def _nbytes(params: dict[str, Tensor]) -> int:
@@ -87,6 +97,9 @@ class FederatedModule(pl.LightningModule):
         self.chunk_size = chunk_size
         self.on_evaluation = on_evaluation
         self.total_rounds = sum(s.rounds for s in stages)
+        # epochs an algorithm reports at (FedAvg-FT's K) join the requested ones
+        extra = {k for s in stages for k in s.algorithm.report_epochs}
+        self.eval.epochs = sorted(set(self.eval.epochs) | extra)
         first = stages[0].algorithm
         # the server's parameters: the model's, or the algorithm's own (AFML's Gaussian encoder)
         init = first.init_global(local.task.init_params())
@@ -94,14 +107,18 @@ class FederatedModule(pl.LightningModule):
         self._names = {_safe(k): k for k in init}
         state = first.init_client_state(init) if first.has_client_state else None
         self.client_state = None
+        self._state_names: dict[str, str] = {}
         if state is not None:  # one slot per training client, stacked
             n = len(data.train)
             self.client_state = nn.ParameterDict(
                 {_safe(k): nn.Parameter(v.unsqueeze(0).repeat(n, *[1] * v.dim()), requires_grad=False) for k, v in state.items()}
             )
+            self._state_names = {_safe(k): k for k in state}
         self.register_buffer("round", torch.zeros((), dtype=torch.int64))
         self.history: list[dict] = []  # one dict per evaluation (kept in the checkpoint)
         self.bytes_total = {"down": 0, "up": 0}
+        self.flops: dict[str, int] = {}  # stage name -> FLOPs of its first round (all clients of the cohort)
+        self._local_reference: dict = {}  # (population, clients) -> local-only accuracies (computed once)
         self.last_eval: dict = {}
         self._t0 = time.perf_counter()
 
@@ -134,7 +151,7 @@ class FederatedModule(pl.LightningModule):
     def train_dataloader(self):
         # batches carry nothing: the round counter lives in module state so that
         # a resumed run continues where it stopped.
-        return torch.utils.data.DataLoader(_Rounds(self.total_rounds), batch_size=None)
+        return _Rounds(self)
 
     def cohort(self, r: int) -> Tensor:
         g = torch.Generator().manual_seed(int(rng.key(self.seed, r, 0xC0407)))
@@ -159,7 +176,7 @@ class FederatedModule(pl.LightningModule):
         steps = alg.num_steps(self.local, data.n)
         state = None
         if self.client_state is not None:
-            state = {self._names.get(k, k): v[ids] for k, v in self.client_state.items()}
+            state = {self._state_names[k]: v[ids] for k, v in self.client_state.items()}
         self.model.train()
 
         def client(p, d, k, max_steps, st):
@@ -167,15 +184,23 @@ class FederatedModule(pl.LightningModule):
 
         with torch.no_grad():
             detached = {k: v.detach() for k, v in sent.items()}
-        out = run_clients(client, detached, data, keys, steps, self.backend, state, self.chunk_size)
+        stage_name = stage.name or alg.name
+        if stage_name not in self.flops:  # measure the stage's first round
+            with FlopCounterMode(display=False) as counter:
+                out = run_clients(client, detached, data, keys, steps, self.backend, state, self.chunk_size)
+            self.flops[stage_name] = int(counter.get_total_flops())
+        else:
+            out = run_clients(client, detached, data, keys, steps, self.backend, state, self.chunk_size)
         w = out.weight / out.weight.sum().clamp(min=1e-12)
         with torch.no_grad():
             for k, p in self.global_params.items():
+                if self._names[k] not in out.delta:  # nothing sent back for it (local-only training)
+                    continue
                 d = out.delta[self._names[k]]
                 p.grad = torch.einsum("c,c...->...", w.to(d.dtype), d).to(p.dtype)
             if state is not None and out.state:
                 for k, v in self.client_state.items():
-                    v[ids] = out.state[self._names.get(k, k)].to(v.dtype)
+                    v[ids] = out.state[self._state_names[k]].to(v.dtype)
         opt.step()
         opt.zero_grad(set_to_none=True)
         self.round += 1
@@ -199,7 +224,7 @@ class FederatedModule(pl.LightningModule):
         if clients is None:
             clients = torch.arange(len(pop))
         alg = self.stages[self.stage_index(max(int(self.round) - 1, 0))].algorithm
-        params = {k: v.detach() for k, v in alg.model_params(self.params()).items()}
+        params = {k: v.detach() for k, v in self.params().items()}  # the server's state; adapt reads the model from it
         epochs = max(self.eval.curve_epochs, max(self.eval.epochs, default=0))
         self.model.train()
         return personalize(
@@ -207,6 +232,21 @@ class FederatedModule(pl.LightningModule):
             rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
             self.backend, self.eval.chunk_size,
         )
+
+    def local_reference(self, population: str, clients: Tensor) -> Tensor:
+        """Per-client accuracy of a model trained on the client alone (the
+        `local` algorithm's personalization from the initial model). It does
+        not depend on the server's model: computed once per run (and cached
+        on disk across runs when `local_cache_dir` is set)."""
+        key = (population, tuple(int(c) for c in clients))
+        if key not in self._local_reference:
+            init = {k: v.detach() for k, v in self.local.task.init_params().items()}
+            self._local_reference[key] = local_reference(
+                self.personalize_local, init, getattr(self.data, population), clients.to(self.device),
+                self.eval.local_epochs, self.eval.local_lr, rng.key(self.seed, 0xE7A1, 3).to(self.device),
+                self.backend, self.eval.chunk_size, self.eval.local_cache_dir,
+            )
+        return self._local_reference[key]
 
     def eval_clients(self, population: str) -> Tensor:
         n = len(getattr(self.data, population))
@@ -224,6 +264,11 @@ class FederatedModule(pl.LightningModule):
             if len(clients) == 0:
                 continue
             res = self.personalize(pop, clients)
+            if pop == "heldout" and self.eval.local_baseline:
+                res.local_accuracy = self.local_reference(pop, clients)
+                for k, frac in beats_local(res, self.eval.epochs).items():
+                    row[f"{pop}/beats_local_{k}"] = frac
+                row[f"{pop}/local_accuracy"] = float(res.local_accuracy[res.num_test > 0].mean())
             results[pop] = res
             curve = res.mean_accuracy()
             row[f"{pop}/initial_accuracy"] = float(curve[0])
@@ -254,6 +299,7 @@ class FederatedModule(pl.LightningModule):
         checkpoint["pfl"] = {
             "history": self.history,
             "bytes_total": dict(self.bytes_total),
+            "flops": dict(self.flops),
             "rng": {"torch": torch.get_rng_state()},
             "param_names": dict(self._names),
         }
@@ -262,19 +308,30 @@ class FederatedModule(pl.LightningModule):
         extra = checkpoint.get("pfl", {})
         self.history = list(extra.get("history", []))
         self.bytes_total = dict(extra.get("bytes_total", {"down": 0, "up": 0}))
+        self.flops = dict(extra.get("flops", {}))
         if "rng" in extra:
             torch.set_rng_state(extra["rng"]["torch"])
 
 
-class _Rounds(torch.utils.data.Dataset):
-    def __init__(self, n: int):
-        self.n = n
+class _Rounds:
+    """The 'data loader' of the fit loop: round numbers from the module's own
+    counter to the end. It has no state of its own (the round lives in the
+    module's checkpointed buffer), which is what state_dict says to Lightning."""
+
+    def __init__(self, module: FederatedModule):
+        self.module = module
 
     def __len__(self) -> int:
-        return self.n
+        return self.module.total_rounds
 
-    def __getitem__(self, i: int) -> int:
-        return i
+    def __iter__(self):
+        return iter(range(int(self.module.round), self.module.total_rounds))
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 def _safe(name: str) -> str:

@@ -31,8 +31,17 @@ def _population_summary(row: dict, pop: str, epochs: list[int]) -> dict:
     }
 
 
+def _local_baseline(row: dict) -> dict | None:
+    """Mean Acc_local and the fraction of held-out clients beating it after k epochs."""
+    if "heldout/local_accuracy" not in row:
+        return None
+    prefix = "heldout/beats_local_"
+    return {"local_accuracy": row["heldout/local_accuracy"],
+            "beats_local_fraction": {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}}
+
+
 def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -> dict:
-    epochs = list(cfg.personalization.epochs)
+    epochs = list(module.eval.epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
     row = module.history[-1] if module.history else {}
     target = float(cfg.personalization.target_accuracy)
     held = _population_summary(row, "heldout", epochs)
@@ -64,6 +73,9 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
             "down_per_round": module.bytes_total["down"] / max(rounds, 1),
             "up_per_round": module.bytes_total["up"] / max(rounds, 1),
         },
+        "flops_per_round": dict(module.flops),  # stage -> FLOPs of its first round (cohort total, FlopCounterMode)
+        "flops_total_estimate": sum(module.flops.get(s.name or s.algorithm.name, 0) * s.rounds for s in module.stages),
+        "local_baseline": _local_baseline(row),
         "backend": backend,
         "device": str(device),
         "wall_time_s": wall_time,

@@ -29,6 +29,7 @@ class PersonalizationResult:
     num_train: Tensor  # [C]
     num_test: Tensor  # [C] counted test positions
     correct: Tensor  # [C, K+1] correct predictions after k = 0..K epochs
+    local_accuracy: Tensor | None = None  # [C] accuracy of a model trained on the client alone (fairness reference)
 
     @property
     def accuracy(self) -> Tensor:
@@ -48,6 +49,8 @@ class PersonalizationResult:
         for i, cid in enumerate(self.client_ids):
             row = {"client_id": cid, "num_train": int(self.num_train[i]), "num_test": int(self.num_test[i])}
             row.update({f"acc_{k}": float(acc[i, k]) for k in range(acc.shape[1])})
+            if self.local_accuracy is not None:
+                row["acc_local"] = float(self.local_accuracy[i])
             rows.append(row)
         return rows
 
@@ -63,14 +66,18 @@ def personalize(
     backend: str,
     chunk_size: int | None = 64,
 ) -> PersonalizationResult:
-    """Initial and personalized accuracy (k = 0..epochs) for `clients` of `population`."""
+    """Initial and personalized accuracy (k = 0..epochs) for `clients` of `population`.
+
+    `params` is the server's state; the initial model is `algorithm.model_params(params)`.
+    """
 
     def one(p, data, k, max_batches, _state):
         train, test = data
-        correct = [local.evaluate(p, test)[0]]
+        model = algorithm.model_params(p)
+        correct = [local.evaluate(model, test)[0]]
         algorithm.adapt(local, p, train, k, epochs, max_batches,
                         lambda e, pe: correct.append(local.evaluate(pe, test)[0]))
-        return torch.stack(correct), local.evaluate(p, test)[1]
+        return torch.stack(correct), local.evaluate(model, test)[1]
 
     chunk = chunk_size or len(clients)
     correct, counts = [], []

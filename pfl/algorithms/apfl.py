@@ -1,0 +1,85 @@
+"""APFL (Deng, Kamani, Mahdavi 2020, "Adaptive personalized federated
+learning"; the AFML paper's plots call it FedMAML).
+
+Each client keeps, across rounds, a local model v and a mixing weight
+a ∈ [0, 1]; its personalized model is the mixture v̄ = a·v + (1-a)·w of v
+and the global model w. Every local step on a minibatch updates
+
+    w ← w - η ∇L(w)
+    v ← v - η ∇_v L(v̄)          = v - η a ∇L(v̄)
+    a ← a - η ∇_a L(v̄)          = a - η <∇L(v̄), v - w>
+
+all with the client optimizer. It is written as ordinary local training of
+the joint parameters {w, v, a} on L(w) + L(a·v + (1-a)·sg(w)) (sg: stop
+gradient, so w only sees its own loss), which gives exactly the three
+updates above. a is projected onto [0, 1] at the end of each round (inside
+a round the mixture uses a clamped to [0, 1]). The server receives
+Δ = w_start - w_end (parameter units, weighted by examples); v and a never
+leave the client: they are per-client state (engine: `has_client_state`),
+stored in the checkpoint, so a resumed run continues them exactly.
+
+Personalization of a client without state (held-out clients, or any client
+at evaluation): v starts from the current global model and a from
+`mix_init` (a fresh client's state; training clients start from the initial
+model at round 0), then k epochs of the same local updates; the mixture
+v̄ is evaluated after each epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.config_errors import check, is_int, is_number
+from pfl.task import Params
+
+W, V, MIX = "w.", "v.", "apfl_mix"
+
+
+def mixture(joint: Params) -> Params:
+    a = joint[MIX].clamp(0.0, 1.0)
+    return {k[len(V):]: a * v + (1 - a) * joint[W + k[len(V):]] for k, v in joint.items() if k.startswith(V)}
+
+
+@dataclass
+class APFL(Algorithm):
+    local_epochs: int = 1
+    mix_init: float = 0.5  # a at the start of a client's life
+    name: str = "apfl"
+    has_client_state = True
+
+    def __post_init__(self):
+        check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs, "an integer >= 1")
+        check(is_number(self.mix_init) and 0 <= self.mix_init <= 1, "algorithm.mix_init", self.mix_init, "a number in [0, 1]")
+
+    def init_client_state(self, global_params: Params) -> dict:
+        first = next(iter(global_params.values()))
+        return {**{V + k: v.detach().clone() for k, v in global_params.items()},
+                MIX: torch.tensor(float(self.mix_init), dtype=first.dtype, device=first.device)}
+
+    def num_steps(self, local, n):
+        return self.local_epochs * local.batches_per_epoch(n)
+
+    def joint_loss(self, task):
+        def loss(joint, x, y, mask, key):
+            w = {k[len(W):]: v for k, v in joint.items() if k.startswith(W)}
+            frozen = {W + k: v.detach() for k, v in w.items()}
+            mixed = mixture({**joint, **frozen})
+            return task.loss(w, x, y, mask, key) + task.loss(mixed, x, y, mask, key)
+        return loss
+
+    def client_update(self, local, params, data, key, max_steps, state=None):
+        joint = {**{W + k: v for k, v in params.items()}, **state}
+        new, loss = local.train(joint, data, key, self.num_steps(local, data.n), max_steps, loss=self.joint_loss(local.task))
+        w = {k[len(W):]: v for k, v in new.items() if k.startswith(W)}
+        new_state = {k: v for k, v in new.items() if k.startswith(V)}
+        new_state[MIX] = new[MIX].clamp(0.0, 1.0)
+        return ClientUpdate(model_delta(params, w), examples_weight(data), {"loss": loss, "mix": new_state[MIX]}, new_state)
+
+    def adapt(self, local, params, data, key, epochs, max_batches, on_epoch) -> None:
+        model = self.model_params(params)
+        joint = {**{W + k: v for k, v in model.items()}, **self.init_client_state(model)}
+        local.train_by_epoch(joint, data, key, epochs, max_batches, lambda e, p: on_epoch(e, mixture(p)),
+                             loss=self.joint_loss(local.task))

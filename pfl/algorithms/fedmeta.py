@@ -1,0 +1,120 @@
+"""FedMeta (Chen et al. 2018, "Federated meta-learning with fast convergence
+and efficient communication"): the server holds a meta-learner, every client
+is a task with a support and a query set.
+
+    S, Q = the client's examples split into support (fraction P) and query
+    φ    = θ - α ⊙ ∇L_S(θ)        (inner_steps steps)
+    g    = ∇_(θ, α) L_Q(φ)        returned as Δ; server: θ -= β · mean(g)
+
+- `variant=maml`: α is the fixed `inner_lr`; g is exact second-order MAML
+  (`first_order=true`: FOMAML, the inner gradients treated as constants).
+- `variant=metasgd`: α is a learned per-parameter learning rate (Li et al.
+  2017), part of the server state (names `inner_lr.<param>`, initialized to
+  `inner_lr`), sent to and updated by clients like θ; personalization uses it.
+
+Δ is the meta-gradient, so the server learning rate β is `outer_lr`, set on
+the server optimizer's parameter group (server_opt picks the optimizer:
+sgd, or adam as in FedMeta's experiments). Clients are weighted equally (the
+mean over tasks of MAML). The support/query split is redrawn every round.
+Personalization: each epoch is `inner_steps` full-batch steps of the inner
+update on all the client's training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.func import grad
+
+from pfl import rng
+from pfl.algorithms.base import Algorithm, ClientUpdate, uniform_weight
+from pfl.algorithms.meta import sample_batch, sgd, split_support_query
+from pfl.config_errors import check, is_int, is_number
+from pfl.task import Params
+
+LR = "inner_lr."
+VARIANTS = ("maml", "metasgd")
+
+
+@dataclass
+class FedMeta(Algorithm):
+    variant: str = "maml"
+    support_fraction: float = 0.8  # P
+    inner_lr: float = 0.05  # α (Meta-SGD: its initial value)
+    inner_steps: int = 1
+    outer_lr: float = 0.05  # β, the server learning rate
+    first_order: bool = False
+    batch_size: int | None = None  # support/query minibatch (null: the whole sets)
+    name: str = "fedmeta"
+
+    def __post_init__(self):
+        check(self.variant in VARIANTS, "algorithm.variant", self.variant, " or ".join(VARIANTS))
+        check(is_number(self.support_fraction) and 0 < self.support_fraction < 1, "algorithm.support_fraction",
+              self.support_fraction, "a number in (0, 1)")
+        check(is_number(self.inner_lr) and self.inner_lr > 0, "algorithm.inner_lr", self.inner_lr, "a number > 0")
+        check(is_number(self.outer_lr) and self.outer_lr > 0, "algorithm.outer_lr", self.outer_lr, "a number > 0")
+        check(is_int(self.inner_steps) and self.inner_steps >= 1, "algorithm.inner_steps", self.inner_steps, "an integer >= 1")
+        check(isinstance(self.first_order, bool), "algorithm.first_order", self.first_order, "true or false")
+        check(self.batch_size is None or (is_int(self.batch_size) and self.batch_size >= 1), "algorithm.batch_size",
+              self.batch_size, "null or an integer >= 1")
+
+    # -- server state ----------------------------------------------------------
+    def init_global(self, model_params: Params) -> Params:
+        if self.variant == "maml":
+            return dict(model_params)
+        return {**model_params, **{LR + k: torch.full_like(v, self.inner_lr) for k, v in model_params.items()}}
+
+    def model_params(self, global_params: Params) -> Params:
+        return {k: v for k, v in global_params.items() if not k.startswith(LR)}
+
+    def rates(self, global_params: Params):
+        """Per-parameter inner learning rates (Meta-SGD) or the fixed α."""
+        if self.variant == "maml":
+            return self.inner_lr
+        return {k[len(LR):]: v for k, v in global_params.items() if k.startswith(LR)}
+
+    def param_groups(self, names: list[str]) -> list[tuple[list[str], dict]]:
+        return [(names, {"lr": self.outer_lr})]
+
+    # -- one client --------------------------------------------------------------
+    def num_steps(self, local, n):
+        return torch.ones_like(n)
+
+    def adapted(self, task, theta: Params, lrs, batch, key) -> Params:
+        x, y, mask = batch
+        for i in range(self.inner_steps):
+            g = grad(task.loss)(theta, x, y, mask, rng.fold(key, i))
+            if self.first_order:
+                g = {k: v.detach() for k, v in g.items()}
+            theta = sgd(theta, g, lrs)
+        return theta
+
+    def client_update(self, local, params, data, key, max_steps, state=None):
+        task = local.task
+        support, query = split_support_query(data, rng.fold(key, 1), self.support_fraction)
+        xs, ys, ms = sample_batch(support, rng.fold(key, 2), self.batch_size)
+        xq, yq, mq = sample_batch(query, rng.fold(key, 3), self.batch_size)
+        xs, xq = local.augment(support, xs, rng.fold(key, 4)), local.augment(query, xq, rng.fold(key, 5))
+
+        def query_loss(theta, lrs):
+            phi = self.adapted(task, theta, lrs, (xs, ys, ms), rng.fold(key, 6))
+            return task.loss(phi, xq, yq, mq, rng.fold(key, 7))
+
+        theta = self.model_params(params)
+        if self.variant == "maml":
+            g, loss = torch.func.grad_and_value(query_loss)(theta, self.inner_lr)
+            delta = g
+        else:
+            (g, g_lr), loss = torch.func.grad_and_value(query_loss, argnums=(0, 1))(theta, self.rates(params))
+            delta = {**g, **{LR + k: v for k, v in g_lr.items()}}
+        return ClientUpdate(delta, uniform_weight(data), {"loss": loss.detach()})
+
+    # -- personalization -----------------------------------------------------------
+    def adapt(self, local, params, data, key, epochs, max_batches, on_epoch) -> None:
+        theta, lrs = self.model_params(params), self.rates(params)
+        batch = local.full_batch(data)
+        for e in range(epochs):
+            theta = self.adapted(local.task, theta, lrs, batch, rng.fold(key, e))
+            theta = {k: v.detach() for k, v in theta.items()}
+            on_epoch(e + 1, theta)

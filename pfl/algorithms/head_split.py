@@ -1,0 +1,68 @@
+"""A model seen as encoder f and classifier head h, split by parameter-name prefix.
+
+`algorithm.head=head` names the submodule that maps the representation z to
+the logits (`pfl.models.*` call it `head`; for EmnistCNN/SmallCNN it is
+`fc2`). The head must be the last thing the model's forward applies
+(logits = head(z)). Features are read functionally: a forward pre-hook on the
+head captures its input and stops the forward pass, so any model works
+without a `features` method, in a loop or under vmap.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from pfl.config_errors import check
+from pfl.task import Params, Task
+
+
+class _Stop(Exception):
+    def __init__(self, z: Tensor):
+        super().__init__()
+        self.z = z
+
+
+class HeadSplit:
+    def __init__(self, task: Task, prefix: str):
+        self.task = task
+        self.prefix = prefix
+        names = [n for n, _ in task.model.named_modules()]
+        check(prefix in names and prefix != "", "algorithm.head", prefix,
+              "the name of the model's last submodule (logits = head(z)), one of: " + ", ".join(n for n in names if n))
+        self.module = task.model.get_submodule(prefix)
+
+    def is_head(self, name: str) -> bool:
+        return name.startswith(self.prefix + ".")
+
+    def split(self, params: Params) -> tuple[Params, Params]:
+        """(encoder params, head params), names unchanged."""
+        enc = {k: v for k, v in params.items() if not self.is_head(k)}
+        head = {k: v for k, v in params.items() if self.is_head(k)}
+        return enc, head
+
+    def features(self, encoder: Params, x: Tensor, key: Tensor | None) -> Tensor:
+        """z = f(x): the head's input under the encoder parameters `encoder`."""
+
+        def stop(_module, args):
+            raise _Stop(args[0])
+
+        handle = self.module.register_forward_pre_hook(stop)
+        try:
+            self.task.logits(encoder, x, key)
+        except _Stop as s:
+            return s.z
+        finally:
+            handle.remove()
+        raise RuntimeError(f"algorithm.head={self.prefix!r}: the model's forward never called its head")
+
+    def logits(self, head: Params, z: Tensor) -> Tensor:
+        cut = len(self.prefix) + 1
+        return functional_call(self.module, {k[cut:]: v for k, v in head.items()}, (z,))
+
+    def loss(self, head: Params, z: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+        return self.task.loss_from_logits(self.logits(head, z), y, mask)
+
+    def head_only_grad(self, head: Params, z: Tensor, y: Tensor, mask: Tensor) -> Params:
+        return torch.func.grad(self.loss)(head, z, y, mask)

@@ -1,0 +1,50 @@
+"""Local-only training: every client trains a model from scratch on its own
+data, nothing is exchanged (the AFML paper's Acc_local reference, trained
+200 epochs at lr 0.005).
+
+As an algorithm (`algorithm=local`), rounds do nothing (Δ empty, 0 bytes;
+use `rounds=1`) and the global model stays the model's initialization, so
+personalization = `epochs` epochs of SGD(lr) from scratch on each evaluated
+client; `summary.json`'s `personalized_accuracy[str(epochs)]` is Acc_local.
+The same `adapt` is the per-client reference of
+`personalization.local_baseline=true` (pfl.evaluation.fairness).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pfl.algorithms.base import Algorithm, ClientUpdate, uniform_weight
+from pfl.algorithms.local import LocalTrainer
+from pfl.config_errors import check, is_int, is_number
+from pfl.optim import ClientSGD
+
+
+@dataclass
+class LocalOnly(Algorithm):
+    epochs: int = 200
+    lr: float = 0.005
+    name: str = "local"
+
+    def __post_init__(self):
+        check(is_int(self.epochs) and self.epochs >= 1, "algorithm.epochs", self.epochs, "an integer >= 1")
+        check(is_number(self.lr) and self.lr > 0, "algorithm.lr", self.lr, "a number > 0")
+
+    @property
+    def report_epochs(self) -> tuple[int, ...]:
+        return (self.epochs,)
+
+    def broadcast(self, global_params, key):
+        return {}
+
+    def num_steps(self, local, n):
+        return torch.zeros_like(n)
+
+    def client_update(self, local, params, data, key, max_steps, state=None):
+        return ClientUpdate({}, uniform_weight(data), {"loss": torch.zeros((), device=data.x.device)})
+
+    def adapt(self, local, params, data, key, epochs, max_batches, on_epoch) -> None:
+        trainer = LocalTrainer(local.task, ClientSGD(lr=self.lr, batch_size=local.batch_size))
+        trainer.train_by_epoch(self.model_params(params), data, key, epochs, max_batches, on_epoch)

@@ -1,0 +1,130 @@
+"""LEAF json data sets (Caldas et al. 2018): FEMNIST and Shakespeare.
+
+LEAF's preprocessing writes `<root>/train/*.json` and `<root>/test/*.json`,
+each shard `{"users": [...], "num_samples": [...], "user_data": {uid: {"x":
+[...], "y": [...]}}}`. A user's examples may be spread over shards; shards
+may be missing (a sample of the data set), so train and test are paired by
+user and users missing either side are dropped. Paired users in sorted id
+order: the first `train_clients` train, the next `heldout_clients` (null:
+the rest) are held out. There is no canonical download (LEAF generates the
+files from raw sources), so `dataset.root` is required; the decoded arrays
+are cached, keyed by the json files' sizes and modification times.
+
+- FEMNIST: x = 784 floats in [0, 1] (1.0 = background, as TFF's EMNIST),
+  y = 0-61. Stored as uint8 28x28; the EMNIST CNN is the default model.
+- Shakespeare: x = 80-character strings, y = the next character. Encoded
+  with TFF's vocabulary (pfl.data.text, 90 ids) so the char-LSTM is shared;
+  the model predicts from its last position (`last_only`), and accuracy is
+  the fraction of next characters predicted right.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pfl.data import text
+from pfl.data.cache import cache_root, fingerprint_files
+from pfl.data.download import DataError, atomic_save_npz, load_npz
+from pfl.data.emnist import to_uint8
+from pfl.data.federated import FederatedData
+from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
+from pfl.data.transforms import token_ids, unit_pixels
+
+FORMAT = 1
+
+
+def read_leaf_split(directory: Path) -> dict[str, tuple[list, list]]:
+    """{user: (xs, ys)} merged over the json shards of one split folder."""
+    users: dict[str, tuple[list, list]] = {}
+    for shard in sorted(directory.glob("*.json")):
+        try:
+            with open(shard) as f:
+                d = json.load(f)
+            data = d["user_data"]
+        except (json.JSONDecodeError, KeyError, OSError) as exc:
+            raise DataError(f"{shard} is not a LEAF json shard ({type(exc).__name__}: {exc})") from None
+        for uid, ex in data.items():
+            xs, ys = users.setdefault(uid, ([], []))
+            xs.extend(ex["x"])
+            ys.extend(ex["y"])
+    return users
+
+
+def _shards(root: Path) -> list[Path]:
+    if root is None:
+        raise DataError("LEAF data sets have no download: set dataset.root to the folder holding train/ and test/ "
+                        "(the output of LEAF's preprocess.sh)", key="dataset.root")
+    root = Path(root).expanduser()
+    shards = [sorted((root / s).glob("*.json")) for s in ("train", "test")]
+    if not shards[0] or not shards[1]:
+        raise DataError(f"dataset.root={root} must hold train/*.json and test/*.json (LEAF's output)", key="dataset.root")
+    return shards[0] + shards[1]
+
+
+def _cached_leaf(kind: str, root, cache_dir, encode) -> dict[str, np.ndarray]:
+    shards = _shards(root)
+    npz = cache_root(cache_dir) / f"{kind}_leaf" / f"{kind}-{fingerprint_files(shards)}-v{FORMAT}.npz"
+    arrays = load_npz(npz)
+    if arrays is not None:
+        return arrays
+    root = Path(root).expanduser()
+    train, test = read_leaf_split(root / "train"), read_leaf_split(root / "test")
+    ids = sorted(set(train) & set(test))
+    if len(ids) < 2:
+        raise DataError(f"dataset.root={root}: only {len(ids)} users have both train and test data", key="dataset.root")
+    arrays = {"ids": np.array(ids), "unpaired": np.array([len(set(train) ^ set(test))])}
+    for name, split in (("train", train), ("test", test)):
+        xs, ys = zip(*(encode(*split[u]) for u in ids))
+        arrays.update(pack_arrays(name, Packed.from_lists(xs, ys)))
+    atomic_save_npz(npz, **arrays)
+    return arrays
+
+
+def _femnist_encode(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(xs, dtype=np.float32).reshape(-1, 28, 28)
+    return to_uint8(x), np.asarray(ys, dtype=np.uint8).reshape(-1)
+
+
+def _shakespeare_encode(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray]:
+    width = len(xs[0]) if xs else 80
+    x = np.stack([text.encode_chars(s) for s in xs]) if xs else np.zeros((0, width), np.uint8)
+    y = np.concatenate([text.encode_chars(c[:1]) for c in ys]) if ys else np.zeros((0,), np.uint8)
+    return x, y
+
+
+def _load(kind, encode, root, cache_dir, train_clients, heldout_clients, zeta, seed, num_classes, **kw) -> FederatedData:
+    arrays = _cached_leaf(kind, root, cache_dir, encode)
+    ids = [str(i) for i in arrays["ids"]]
+    tr_idx, ho_idx = population_split(len(ids), train_clients, heldout_clients)
+    info = kw.pop("info", {})
+    info["unpaired_users_dropped"] = int(arrays["unpaired"][0])
+    return assemble(f"{kind}_leaf", ids, unpack_arrays("train", arrays), unpack_arrays("test", arrays),
+                    tr_idx, ho_idx, num_classes, zeta, seed, info=info, **kw)
+
+
+def load_femnist_leaf(
+    root: str | None = None,
+    cache_dir: str | None = None,
+    train_clients: int = 80,
+    heldout_clients: int | None = None,
+    zeta: float = 1.0,
+    seed: int = 0,
+) -> FederatedData:
+    return _load("femnist", _femnist_encode, root, cache_dir, train_clients, heldout_clients, zeta, seed, 62,
+                 input_transform=unit_pixels)
+
+
+def load_shakespeare_leaf(
+    root: str | None = None,
+    cache_dir: str | None = None,
+    train_clients: int = 500,
+    heldout_clients: int | None = None,
+    zeta: float = 1.0,
+    seed: int = 0,
+) -> FederatedData:
+    return _load("shakespeare", _shakespeare_encode, root, cache_dir, train_clients, heldout_clients, zeta, seed,
+                 text.VOCAB_SIZE, fixed_labels=text.SPECIAL, input_transform=token_ids,
+                 info={"model_kwargs": {"vocab_size": text.VOCAB_SIZE, "last_only": True}})

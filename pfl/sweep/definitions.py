@@ -1,0 +1,27 @@
+"""Sweep definitions: each sweeps/NAME.yaml becomes the option NAME of the config group `sweep`.
+
+The files live at the project's top level (sweeps/, beside conf/), not in
+conf/, so they are registered in Hydra's ConfigStore (package _global_: a
+definition may set any key, e.g. `hydra.sweep.dir` or a default `algorithm`).
+Select one with `python -m pfl -m +sweep=NAME`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SWEEPS_DIR = Path(__file__).resolve().parent.parent.parent / "sweeps"
+
+
+def names() -> list[str]:
+    return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml")) if SWEEPS_DIR.is_dir() else []
+
+
+def register() -> None:
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    cs = ConfigStore.instance()
+    for name in names():
+        cs.store(group="sweep", name=name, node=OmegaConf.load(SWEEPS_DIR / f"{name}.yaml"),
+                 package="_global_", provider="pfl")

@@ -1,0 +1,78 @@
+"""Interrupted runs resume from the last checkpoint and end exactly as uninterrupted ones."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytorch_lightning as pl
+import pytest
+import torch
+
+from conftest import REPO, TINY, compose_cfg
+from pfl.engine import hooks
+from pfl.run import train
+
+ACCURACY_KEYS = ("initial_accuracy", "personalized_accuracy", "personalization_curve", "train_clients")
+
+
+class _Crash(pl.Callback):
+    def __init__(self, at_round):
+        self.at_round = at_round
+
+    def on_train_batch_end(self, trainer, module, *args):
+        if int(module.round) == self.at_round:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def _same(a, b):
+    for k in ACCURACY_KEYS:
+        assert a[k] == b[k], k
+    assert a["bytes"] == b["bytes"] and a["rounds_to_target"] == b["rounds_to_target"]
+
+
+def test_resume_after_crash_matches_uninterrupted(tmp_path):
+    overrides = ["rounds=7", "eval_every=2", "checkpoint_every=3", "server_opt=adam", "model.dropout=0.2"]
+    full = train(compose_cfg(overrides), tmp_path / "full")
+
+    hooks.register("crash", lambda cfg: [_Crash(5)])
+    try:
+        with pytest.raises(BaseException):
+            train(compose_cfg(overrides), tmp_path / "cut")
+    finally:
+        hooks._FACTORIES.pop("crash")
+    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert int(ckpt["state_dict"]["round"]) == 3
+    resumed = train(compose_cfg(overrides + ["resume=true"]), tmp_path / "cut")
+    _same(full, resumed)
+    rows = (tmp_path / "cut" / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6", "7"]
+    assert (tmp_path / "full" / "metrics.csv").read_text() .splitlines()[0] == rows[0]
+
+
+def test_kill_minus_9_then_resume(tmp_path):
+    args = [a for a in TINY if not a.startswith(("rounds=", "checkpoint_every=", "eval_every="))]
+    args += ["rounds=80", "checkpoint_every=2", "eval_every=40"]
+    env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
+
+    def cmd(run, *extra):
+        return [sys.executable, "-m", "pfl", *args, f"hydra.run.dir={run}", *extra]
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(cmd(cut), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = cut / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    assert not (cut / "summary.json").exists(), "the run finished before it could be killed"
+    done = subprocess.run(cmd(cut, "resume=true"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    full = tmp_path / "full"
+    ref = subprocess.run(cmd(full), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    _same(json.loads((full / "summary.json").read_text()), json.loads((cut / "summary.json").read_text()))

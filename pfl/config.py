@@ -24,7 +24,7 @@ BACKENDS = ("auto", "vmap", "sequential")
 @dataclass
 class PersonalizationConfig:
     epochs: list[int] = field(default_factory=lambda: [1, 5])
-    curve_epochs: int = 5
+    curve_epochs: int = 10
     heldout_clients: Optional[int] = None
     train_clients: int = 50
     client_opt: Optional[Any] = None

@@ -172,10 +172,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     summary = summarize(cfg, module, backend, device, time.perf_counter() - t0)
     write_json(run_dir / "summary.json", summary)
     write_client_records(run_dir, module.last_eval.get("results", {}))
-    write_run_plots(run_dir)  # plots/*.png from the files above (W&B uploads them in log_summary)
-    held = module.last_eval.get("results", {}).get("heldout")
-    if held is not None and held.local_accuracy is not None:
-        scatter_plot(held, max(module.eval.epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
+    try:  # plots/*.png from the files above (W&B uploads them in log_summary)
+        write_run_plots(run_dir)
+        held = module.last_eval.get("results", {}).get("heldout")
+        if held is not None and held.local_accuracy is not None:
+            scatter_plot(held, max(module.eval.epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
+    except Exception as exc:  # noqa: BLE001 - the results are already on disk; a plot must not fail the run
+        log.warning("plots not written: %s (redraw: python -m pfl.report.run_plots %s)", exc, run_dir)
     for lg in loggers:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)

@@ -51,7 +51,7 @@ class Stage:
 @dataclass
 class EvalSettings:
     epochs: list[int] = field(default_factory=lambda: [1, 5])  # k to report
-    curve_epochs: int = 5  # personalization curve runs k = 0..max(curve_epochs, max(epochs))
+    curve_epochs: int = 10  # personalization curve runs k = 0..max(curve_epochs, max(epochs))
     heldout_clients: int | None = None  # None: all held-out clients
     train_clients: int = 50  # sample of training clients (seen clients)
     chunk_size: int | None = 64

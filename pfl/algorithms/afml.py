@@ -92,10 +92,10 @@ def normal_like(key: Tensor, like: Params) -> Params:
 class AFML(Algorithm):
     head: str = "head"  # prefix of the head's parameter names
     support_fraction: float = 0.8  # P
-    inner_lr: float = 1.0  # η
+    inner_lr: float = 0.1  # η
     inner_steps: int = 1
-    head_lr: float = 1.0  # η1 (server)
-    encoder_lr: float = 1.0  # η2 (server)
+    head_lr: float = 0.1  # η1 (server)
+    encoder_lr: float = 0.1  # η2 (server)
     alpha: float = 0.01  # weight of L_TOFF
     beta: float = 0.01  # weight of L_CMPX inside L_TOFF
     init_sigma: float = 0.001  # initial encoder weight std

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -187,8 +188,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
 def _local_cache_dir() -> str:
     """Where local-only reference accuracies are kept across runs ($PFL_CACHE or ~/.cache/pfl)."""
-    import os
-
     return str(Path(os.environ.get("PFL_CACHE") or Path.home() / ".cache" / "pfl") / "local_reference")
 
 

@@ -41,9 +41,9 @@ VARIANTS = ("maml", "metasgd")
 class FedMeta(Algorithm):
     variant: str = "maml"
     support_fraction: float = 0.8  # P
-    inner_lr: float = 0.05  # α (Meta-SGD: its initial value)
+    inner_lr: float = 0.5  # α (Meta-SGD: its initial value)
     inner_steps: int = 1
-    outer_lr: float = 0.05  # β, the server learning rate
+    outer_lr: float = 1.0  # β, the server learning rate
     first_order: bool = False
     batch_size: int | None = None  # support/query minibatch (null: the whole sets)
     name: str = "fedmeta"

@@ -46,7 +46,7 @@ def hessian_vector_product(loss, params: Params, vector: Params, *args) -> Param
 @dataclass
 class PerFedAvg(Algorithm):
     variant: str = "fo"
-    inner_lr: float = 0.01  # α
+    inner_lr: float = 0.05  # α
     local_steps: int = 5  # τ
     support_fraction: float | None = None  # P (null: no support/query split)
     name: str = "perfedavg"

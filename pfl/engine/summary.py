@@ -47,7 +47,6 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
     held = _population_summary(row, "heldout", epochs)
     rounds = module.total_rounds
     names = [s.name or s.algorithm.name for s in module.stages]
-    last_k = max(epochs)
     return {
         "algorithm": "+".join(names),
         "dataset": cfg.dataset.name,
@@ -65,7 +64,8 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
         "target_accuracy": target,
         "rounds_to_target": {
             "initial": rounds_to_target(module.history, "heldout/initial_accuracy", target),
-            f"personalized_{last_k}": rounds_to_target(module.history, f"heldout/personalized_accuracy_{last_k}", target),
+            **{f"personalized_{k}": rounds_to_target(module.history, f"heldout/personalized_accuracy_{k}", target)
+               for k in epochs},
         },
         "bytes": {
             "down_total": module.bytes_total["down"],

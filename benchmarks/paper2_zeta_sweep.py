@@ -1,0 +1,158 @@
+"""ζ sweep of AFML and its baselines (docs/README_paper2.md, "Measurements").
+
+    python benchmarks/paper2_zeta_sweep.py synthetic out.jsonl rounds=50 eval_every=10 \
+        personalization.train_clients=0 personalization.local_baseline=true
+    python benchmarks/paper2_zeta_sweep.py femnist out.jsonl rounds=100 eval_every=10 client_opt.lr=0.1 \
+        personalization.train_clients=0 personalization.target_accuracy=0.5 personalization.local_baseline=true \
+        afml:algorithm.inner_lr=1.0 afml:algorithm.head_lr=1.0 afml:algorithm.encoder_lr=1.0
+    python benchmarks/paper2_zeta_sweep.py table out.jsonl
+
+`<algorithm>:<override>` applies to that algorithm only; `--only=afml:0.5`
+runs one cell.
+
+Every (ζ, algorithm) cell is one `pfl.run.train` with the given overrides;
+one JSON line per cell. `femnist` reads the shared LEAF FEMNIST 5% sample
+(../shared/data/leaf_femnist_niid05, users present in train/ and test/,
+sorted; the first 80 train, the other 25 are held out) into a FederatedData
+here, with an MLP 784-128-62; once the data sets branch is merged,
+`dataset=femnist_leaf` is the library's loader for the same files. ζ
+permutes the 62 labels of exactly round((1-ζ)·clients) clients per
+population, and those clients augment (random crop, padding 2, no flip:
+characters). Set PFL_CACHE to share the local-only reference between cells.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+FEMNIST = ROOT.parent / "shared" / "data" / "leaf_femnist_niid05"
+ALGORITHMS = ["fedavg_ft", "perfedavg", "apfl", "afml", "fedmeta"]
+ZETAS = [0.1, 0.3, 0.5, 0.7, 0.9]
+_READ: dict = {}
+
+
+def _read(root: str) -> dict:
+    if root not in _READ:
+        out = {}
+        for split in ("train", "test"):
+            users = {}
+            for f in sorted(glob.glob(f"{root}/{split}/*.json")):
+                with open(f) as fh:
+                    j = json.load(fh)
+                for u in j["users"]:
+                    # LEAF stores 1.0 for background: keep ink = 1, so the crop's zero padding is background
+                    x = 1.0 - np.asarray(j["user_data"][u]["x"], np.float32).reshape(-1, 28, 28)
+                    users[u] = (x, np.asarray(j["user_data"][u]["y"], np.int64))
+            out[split] = users
+        _READ[root] = out
+    return _READ[root]
+
+
+def load_femnist_sample(root: str = str(FEMNIST), train_clients: int = 80, zeta: float = 1.0, seed: int = 0):
+    from pfl.data.augment import RandomCropFlip
+    from pfl.data.federated import FederatedData, Population
+    from pfl.data.partition import zeta_permutations
+
+    d = _read(root)
+    users = sorted(set(d["train"]) & set(d["test"]))
+    pops, permuted = {}, {}
+    for salt, (name, us) in enumerate((("train", users[:train_clients]), ("heldout", users[train_clients:])), start=1):
+        maps, mask = zeta_permutations(len(us), 62, zeta, np.random.default_rng([seed, 1, salt]))
+        arrays = [[torch.from_numpy(d[s][u][0]) for u in us] for s in ("train", "test")]
+        labels = [[torch.from_numpy(maps[i][d[s][u][1]]) for i, u in enumerate(us)] for s in ("train", "test")]
+        pops[name] = Population.from_clients(us, arrays[0], labels[0], arrays[1], labels[1])
+        permuted[name] = torch.from_numpy(mask)
+    return FederatedData("femnist_sample", pops["train"], pops["heldout"], 62, augment=RandomCropFlip(pad=2, flip=False),
+                         info={"zeta": zeta, "permuted": permuted, "model_kwargs": {"in_features": 784}})
+
+
+def run_cell(data: str, alg: str, zeta: float, overrides: list[str], run_dir: Path) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from pfl.cli import CONF_DIR
+    from pfl.config import register
+    from pfl.run import train
+
+    register()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"algorithm={alg}", f"zeta={zeta}", *overrides])
+    if data == "femnist":
+        OmegaConf.set_struct(cfg, False)
+        cfg.dataset = OmegaConf.create({"_target_": f"{__name__}.load_femnist_sample", "name": "femnist_sample",
+                                        "zeta": float(zeta), "seed": cfg.seed})
+        cfg.model.hidden = [128]
+    t = time.time()
+    s = train(cfg, run_dir)
+    return {"data": data, "alg": alg, "zeta": zeta, "extra": overrides, "pers": s["personalized_accuracy"],
+            "init": s["initial_accuracy"], "rtt": s["rounds_to_target"], "bytes": s["bytes"], "flops": s["flops_per_round"],
+            "lb": s["local_baseline"], "wall": round(time.time() - t, 1), "curve": s["personalization_curve"]}
+
+
+def table(path: str) -> str:
+    rows = [json.loads(line[7:] if line.startswith("RESULT ") else line) for line in open(path) if "{" in line]
+    by = {(r["alg"], r["zeta"]): r for r in rows}
+    zetas = sorted({r["zeta"] for r in rows})
+    algs = [a for a in ALGORITHMS if any(r["alg"] == a for r in rows)]
+    head = "| algorithm | " + " | ".join(f"ζ={z}" for z in zetas) + " |\n|---|" + "---|" * len(zetas)
+
+    def grid(title, fmt):
+        lines = [f"\n{title}\n", head]
+        for a in algs:
+            lines.append(f"| {a} | " + " | ".join(fmt(by[(a, z)]) if (a, z) in by else "—" for z in zetas) + " |")
+        return lines
+
+    out = grid("Pers.5 held-out accuracy (FedAvg-FT: Pers.5 / Pers.10 = K):",
+               lambda r: f"{r['pers']['5']:.3f}" + (f" / {r['pers']['10']:.3f}" if "10" in r["pers"] else ""))
+    lb = {z: next((r["lb"]["local_accuracy"] for r in rows if r["zeta"] == z and r["lb"]), None) for z in zetas}
+    out.append("| local-only (Acc_local) | " + " | ".join("—" if lb[z] is None else f"{lb[z]:.3f}" for z in zetas) + " |")
+    out += grid("Pers.1 / initial accuracy:", lambda r: f"{r['pers']['1']:.3f} / {r['init']:.3f}")
+    out += grid("Fraction of held-out clients beating Acc_local after 5 epochs (FedAvg-FT: after K=10):",
+                lambda r: "—" if not r["lb"] else f"{r['lb']['beats_local_fraction']['10' if '10' in r['pers'] else '5']:.2f}")
+    out += grid("Rounds to the target (Pers.5 ≥ target; FedAvg-FT: Pers.5 / Pers.10; — never within the run):",
+                lambda r: str(r["rtt"].get("personalized_5") or "—")
+                + (f" / {r['rtt'].get('personalized_10') or '—'}" if "10" in r["pers"] else ""))
+    out += ["\nCost per round (the same at every ζ) and wall time per run:\n",
+            "| algorithm | bytes down / round | bytes up / round | FLOPs of the first round (cohort) | wall s, ζ=" +
+            ", ".join(str(z) for z in zetas) + " |", "|---|---|---|---|---|"]
+    for a in algs:
+        rs = [by.get((a, z)) for z in zetas]
+        r = next(x for x in rs if x)
+        out.append(f"| {a} | {r['bytes']['down_per_round']:,.0f} | {r['bytes']['up_per_round']:,.0f} | "
+                   f"{list(r['flops'].values())[0]:.3g} | " + ", ".join("—" if x is None else f"{x['wall']:.0f}" for x in rs) + " |")
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> None:
+    if argv[0] == "table":
+        print(table(argv[1]))
+        return
+    data, out, overrides = argv[0], Path(argv[1]), argv[2:]
+    runs = out.with_suffix("")
+    only = [a.split("=", 1)[1] for a in overrides if a.startswith("--only=")]  # e.g. --only=afml:0.5
+    overrides = [a for a in overrides if not a.startswith("--only=")]
+    for zeta in ZETAS:
+        for alg in ALGORITHMS:
+            if only and f"{alg}:{zeta}" not in only:
+                continue
+            # "afml:algorithm.inner_lr=1.0" applies to one algorithm only
+            mine = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in overrides
+                    if ":" not in o.split("=", 1)[0] or o.startswith(alg + ":")]
+            row = run_cell(data, alg, zeta, mine, runs / f"{alg}_{zeta}")
+            with open(out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(f"{alg} ζ={zeta}: Pers.5 {row['pers']['5']:.3f} ({row['wall']} s)", flush=True)
+    print(table(str(out)))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main(sys.argv[1:])

@@ -32,6 +32,7 @@ class PersonalizationConfig:
     local_baseline: bool = False
     local_epochs: int = 200
     local_lr: float = 0.005
+    local_cache: bool = False
 
 
 @dataclass

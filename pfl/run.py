@@ -131,7 +131,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         clients_per_round=cfg.clients_per_round, backend=backend,
         eval_settings=EvalSettings(list(p.epochs), p.curve_epochs, p.heldout_clients, p.train_clients,
                                    cfg.engine.eval_chunk_size, p.target_accuracy,
-                                   p.local_baseline, p.local_epochs, p.local_lr, _local_cache_dir()),
+                                   p.local_baseline, p.local_epochs, p.local_lr,
+                                   _local_cache_dir() if p.local_cache else None),
         eval_every=cfg.eval_every, seed=cfg.seed, chunk_size=cfg.engine.chunk_size,
     )
     if cfg.init_from:

@@ -129,7 +129,7 @@ def test_each_baseline_runs(name, tmp_path):
 def test_local_baseline_gives_beats_local_fraction(tmp_path, monkeypatch):
     monkeypatch.setenv("PFL_CACHE", str(tmp_path / "cache"))
     s = train(_cfg("algorithm=fedavg", "personalization.local_baseline=true", "personalization.local_epochs=2",
-                   "personalization.local_lr=0.05"), tmp_path)
+                   "personalization.local_lr=0.05", "personalization.local_cache=true"), tmp_path)
     lb = s["local_baseline"]
     assert 0 <= lb["local_accuracy"] <= 1 and set(lb["beats_local_fraction"]) == {"1", "2"}
     with open(tmp_path / "clients_heldout.csv") as f:
@@ -145,7 +145,7 @@ def test_local_baseline_gives_beats_local_fraction(tmp_path, monkeypatch):
     (cached,) = (tmp_path / "cache/local_reference").glob("*.pt")
     stamp = cached.stat().st_mtime_ns
     again = train(_cfg("algorithm=fedsgd", "personalization.local_baseline=true", "personalization.local_epochs=2",
-                       "personalization.local_lr=0.05"), tmp_path / "again")
+                       "personalization.local_lr=0.05", "personalization.local_cache=true"), tmp_path / "again")
     assert again["local_baseline"]["local_accuracy"] == lb["local_accuracy"]
     assert cached.stat().st_mtime_ns == stamp and len(list(cached.parent.glob("*.pt"))) == 1
 

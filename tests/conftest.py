@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Tests run tiny models, several processes at a time (sweep workers, joblib, CLI runs): one
+# thread each avoids oversubscribing the cores, which made torch 15-40x slower on a busy machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 REPO = Path(__file__).resolve().parents[1]
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 # a population small enough that a round takes milliseconds
 TINY = [

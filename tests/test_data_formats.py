@@ -49,6 +49,8 @@ def test_emnist_h5_layout_split_and_pixels(tmp_path):
     assert torch.equal(data.transform(x), torch.from_numpy(pixels))  # k/255 round-trips exactly
     assert data.heldout.test.y[data.heldout.test.offsets[1]:][: len(label)].tolist() == label.tolist()
     assert data.heldout.test.y.dtype == torch.int64
+    inv = load_emnist(root=str(tmp_path), cache_dir=str(tmp_path / "c"), train_clients=4, invert=True)
+    torch.testing.assert_close(inv.transform(x), 1.0 - torch.from_numpy(pixels))
     with pytest.raises(DataError, match="fed_emnist_digitsonly_train.h5"):
         load_emnist(root=str(tmp_path), cache_dir=str(tmp_path / "c"), only_digits=True)
 

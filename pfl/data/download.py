@@ -220,6 +220,9 @@ def atomic_save_npz(path: Path, **arrays) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a cache file is an ordinary file
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -11,7 +11,10 @@ EMNIST-62: 3400 writers, 671,585 train / 77,483 test images; digits only:
 Writers in sorted id order: the first `train_clients` (2500) train, the next
 `heldout_clients` (null: all the rest, 900 for EMNIST-62) are held out.
 Pixels are stored as uint8 (the source values are multiples of 1/255) and
-scaled back to [0, 1] on the device.
+scaled back to [0, 1] on the device; `invert: true` feeds 1 - pixel instead
+(0 = background, as MNIST), which the CNN learns much faster at SGD lr 0.02
+(measured on the LEAF FEMNIST sample: 55% vs 15% test accuracy after 300
+central steps of batch 20).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pfl.data.cache import Source, decoded
 from pfl.data.download import Remote
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
-from pfl.data.transforms import unit_pixels
+from pfl.data.transforms import inverted_unit_pixels, unit_pixels
 
 TFF_URL = "https://storage.googleapis.com/tff-datasets-public/"
 # sha256 values published in TFF's loader (tff.simulation.datasets.emnist.load_data)
@@ -75,6 +78,7 @@ def load_emnist(
     only_digits: bool = False,
     train_clients: int = 2500,
     heldout_clients: int | None = None,
+    invert: bool = False,
     zeta: float = 1.0,
     seed: int = 0,
     progress: bool = True,
@@ -86,5 +90,6 @@ def load_emnist(
     num_classes = 10 if only_digits else 62
     return assemble(
         "emnist", ids, unpack_arrays("train", arrays), unpack_arrays("test", arrays), tr_idx, ho_idx,
-        num_classes, zeta, seed, input_transform=unit_pixels, info={"only_digits": bool(only_digits)},
+        num_classes, zeta, seed, input_transform=inverted_unit_pixels if invert else unit_pixels,
+        info={"only_digits": bool(only_digits), "invert": bool(invert)},
     )

@@ -11,7 +11,8 @@ files from raw sources), so `dataset.root` is required; the decoded arrays
 are cached, keyed by the json files' sizes and modification times.
 
 - FEMNIST: x = 784 floats in [0, 1] (1.0 = background, as TFF's EMNIST),
-  y = 0-61. Stored as uint8 28x28; the EMNIST CNN is the default model.
+  y = 0-61. Stored as uint8 28x28; the EMNIST CNN is the default model;
+  `invert: true` feeds 1 - pixel (see pfl.data.emnist).
 - Shakespeare: x = 80-character strings, y = the next character. Encoded
   with TFF's vocabulary (pfl.data.text, 90 ids) so the char-LSTM is shared;
   the model predicts from its last position (`last_only`), and accuracy is
@@ -31,7 +32,7 @@ from pfl.data.download import DataError, atomic_save_npz, load_npz
 from pfl.data.emnist import to_uint8
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
-from pfl.data.transforms import token_ids, unit_pixels
+from pfl.data.transforms import inverted_unit_pixels, token_ids, unit_pixels
 
 FORMAT = 1
 
@@ -110,11 +111,12 @@ def load_femnist_leaf(
     cache_dir: str | None = None,
     train_clients: int = 80,
     heldout_clients: int | None = None,
+    invert: bool = False,
     zeta: float = 1.0,
     seed: int = 0,
 ) -> FederatedData:
     return _load("femnist", _femnist_encode, root, cache_dir, train_clients, heldout_clients, zeta, seed, 62,
-                 input_transform=unit_pixels)
+                 input_transform=inverted_unit_pixels if invert else unit_pixels, info={"invert": bool(invert)})
 
 
 def load_shakespeare_leaf(

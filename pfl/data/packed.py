@@ -92,7 +92,7 @@ def label_maps(num_clients: int, num_classes: int, zeta: float, rng: np.random.G
                fixed: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """ζ label maps over `num_classes` labels, leaving the labels in `fixed` in place
     (special tokens); the others are permuted among themselves. Returns (maps, permuted)."""
-    free = np.array([c for c in range(num_classes) if c not in set(fixed)], dtype=np.int64)
+    free = np.setdiff1d(np.arange(num_classes), np.asarray(fixed, dtype=np.int64))
     sub, permuted = zeta_permutations(num_clients, len(free), zeta, rng)
     maps = np.tile(np.arange(num_classes, dtype=np.int64), (num_clients, 1))
     maps[:, free] = free[sub]

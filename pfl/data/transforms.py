@@ -20,6 +20,11 @@ def unit_pixels(x: Tensor) -> Tensor:
     return x.to(torch.float32) / 255.0  # division: k/255 exactly as the source floats
 
 
+def inverted_unit_pixels(x: Tensor) -> Tensor:
+    """uint8 grey pixels -> 1 - x/255: 0.0 = background, as in MNIST (dataset.invert=true)."""
+    return 1.0 - x.to(torch.float32) / 255.0
+
+
 def cifar_pixels(x: Tensor) -> Tensor:
     """uint8 [..., 3, 32, 32] -> per-channel standardized floats."""
     mean = torch.tensor(CIFAR100_MEAN, device=x.device).view(3, 1, 1)

@@ -36,7 +36,9 @@ def resolve_backend(backend: str, model: nn.Module, device: torch.device) -> str
     if torch.device(device).type != "cpu":
         return "vmap"
     heavy = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell)
-    return "sequential" if any(isinstance(m, heavy) for m in model.modules()) else "vmap"
+    # a module may declare itself heavy (pfl.models.lstm.LSTMLayer: an unrolled recurrence)
+    return "sequential" if any(isinstance(m, heavy) or getattr(m, "sequential_on_cpu", False)
+                               for m in model.modules()) else "vmap"
 
 
 def _parts(data) -> tuple[ClientData, ...]:

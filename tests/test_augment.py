@@ -106,3 +106,18 @@ def test_vmap_equals_sequential_with_augmentation():
     c = run_clients(fn, params, cohort._replace(aug=None), keys, steps, "vmap")
     moved = [not torch.allclose(a.delta["conv.weight"][i], c.delta["conv.weight"][i]) for i in range(4)]
     assert moved == [True, False, True, True]
+
+
+def test_character_augment_pads_with_background_and_never_mirrors():
+    from pfl.data.augment import CHARACTER_AUGMENT
+
+    x = torch.zeros(64, 28, 28, dtype=torch.uint8)  # all "ink": any padding shows up as 255
+    out = CHARACTER_AUGMENT(x, rng.key(5))
+    assert set(out.unique().tolist()) <= {0, 255} and bool((out == 255).any())
+    shifted = (out == 255).flatten(1).any(1)
+    assert 0 < int(shifted.sum()) < 64  # most draws shift, zero shift is possible
+    img = torch.arange(28, dtype=torch.uint8).repeat(28, 1).unsqueeze(0)  # column index as value
+    for s in range(20):
+        o = CHARACTER_AUGMENT(img, rng.key(s))[0]
+        row = o[14][o[14] != 255]
+        assert bool((row[1:] > row[:-1]).all())  # left-to-right order kept: no flip

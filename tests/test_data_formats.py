@@ -146,7 +146,7 @@ def test_cifar100_pickles_dirichlet_and_channels(tmp_path, monkeypatch):
     assert len(data.train) == 4 and len(data.heldout) == 1
     assert int(data.train.train.counts.sum() + data.heldout.train.counts.sum()) == 600
     assert int(data.train.test.counts.sum() + data.heldout.test.counts.sum()) == 200
-    assert data.train.train.x.shape[1:] == (3, 32, 32) and data.info["model_kwargs"] == {"in_channels": 3}
+    assert data.train.train.x.shape[1:] == (3, 32, 32) and data.info["model_kwargs"] == {"in_channels": 3, "in_features": 3072}
     raw = pickle.loads((tmp_path / "cifar-100-python" / "train").read_bytes())[b"data"]
     row = torch.from_numpy(raw.reshape(-1, 3, 32, 32))
     assert any(torch.equal(data.train.train.x[0], r) for r in row)  # channel-major 3x32x32, unchanged

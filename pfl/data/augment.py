@@ -37,6 +37,7 @@ class RandomCropFlip:
 
     pad: int = 4
     flip: bool = True
+    fill: float = 0.0  # value of the padding, in the stored dtype's units (255: EMNIST's white background)
 
     def __call__(self, x: Tensor, key: Tensor) -> Tensor:
         b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
@@ -57,7 +58,12 @@ class RandomCropFlip:
         out = torch.gather(x, -2, rows.clamp(0, h - 1).reshape(shape_r).expand(x.shape))
         out = torch.gather(out, -1, cols.clamp(0, w - 1).reshape(shape_c).expand(x.shape))
         valid = valid.reshape((b,) + (1,) * mid + (h, w))
-        return torch.where(valid, out, torch.zeros_like(out))
+        return torch.where(valid, out, torch.full_like(out, self.fill))
+
+
+#: handwriting (EMNIST, FEMNIST; stored uint8 with 255 = background): shifts of up to
+#: 2 pixels, no flip (a mirrored character is another character)
+CHARACTER_AUGMENT = RandomCropFlip(pad=2, flip=False, fill=255)
 
 
 def flag_permuted_clients(data: FederatedData) -> FederatedData:

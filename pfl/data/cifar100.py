@@ -28,6 +28,7 @@ import numpy as np
 from pfl.config_errors import check, is_int, is_number
 from pfl.data.cache import Source, decoded
 from pfl.data.download import DataError, Remote
+from pfl.data.augment import RandomCropFlip
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, population_split
 from pfl.data.partition import dirichlet_label_skew_paired
@@ -108,5 +109,6 @@ def load_cifar100(
     ids = [f"cifar100_{i:04d}" for i in range(num_clients)]
     return assemble(
         "cifar100", ids, train, test, tr_idx, ho_idx, 100, zeta, seed,
-        input_transform=cifar_pixels, info={"alpha": alpha, "model_kwargs": {"in_channels": 3}},
+        input_transform=cifar_pixels, info={"alpha": alpha, "model_kwargs": {"in_channels": 3, "in_features": 3072}},
+        augment=RandomCropFlip(pad=4),  # for the ζ-permuted clients (the AFML paper's augmentation)
     )

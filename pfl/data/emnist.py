@@ -26,6 +26,7 @@ import numpy as np
 
 from pfl.data.cache import Source, decoded
 from pfl.data.download import Remote
+from pfl.data.augment import CHARACTER_AUGMENT
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
 from pfl.data.transforms import inverted_unit_pixels, unit_pixels
@@ -91,5 +92,6 @@ def load_emnist(
     return assemble(
         "emnist", ids, unpack_arrays("train", arrays), unpack_arrays("test", arrays), tr_idx, ho_idx,
         num_classes, zeta, seed, input_transform=inverted_unit_pixels if invert else unit_pixels,
-        info={"only_digits": bool(only_digits), "invert": bool(invert)},
+        info={"only_digits": bool(only_digits), "invert": bool(invert), "model_kwargs": {"in_features": 784}},
+        augment=CHARACTER_AUGMENT,
     )

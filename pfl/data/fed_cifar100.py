@@ -23,6 +23,7 @@ from pfl.config_errors import check, is_int, is_number
 from pfl.data.cache import Source, decoded
 from pfl.data.download import Remote
 from pfl.data.emnist import read_h5_clients
+from pfl.data.augment import RandomCropFlip
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, unpack_arrays
 from pfl.data.transforms import cifar_pixels
@@ -88,5 +89,6 @@ def load_fed_cifar100(
     ids = [f"train/{i}" for i in arrays["train_ids"][: wanted[0]]] + [f"test/{i}" for i in arrays["test_ids"][: wanted[1]]]
     return assemble(
         "fed_cifar100", ids, train, test, range(wanted[0]), range(wanted[0], wanted[0] + wanted[1]), 100, zeta, seed,
-        input_transform=cifar_pixels, info={"model_kwargs": {"in_channels": 3}, "test_fraction": test_fraction},
+        input_transform=cifar_pixels, info={"model_kwargs": {"in_channels": 3, "in_features": 3072}, "test_fraction": test_fraction},
+        augment=RandomCropFlip(pad=4),
     )

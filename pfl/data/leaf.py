@@ -30,6 +30,7 @@ from pfl.data import text
 from pfl.data.cache import cache_root, fingerprint_files
 from pfl.data.download import DataError, atomic_save_npz, load_npz
 from pfl.data.emnist import to_uint8
+from pfl.data.augment import CHARACTER_AUGMENT
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
 from pfl.data.transforms import inverted_unit_pixels, token_ids, unit_pixels
@@ -116,7 +117,8 @@ def load_femnist_leaf(
     seed: int = 0,
 ) -> FederatedData:
     return _load("femnist", _femnist_encode, root, cache_dir, train_clients, heldout_clients, zeta, seed, 62,
-                 input_transform=inverted_unit_pixels if invert else unit_pixels, info={"invert": bool(invert)})
+                 input_transform=inverted_unit_pixels if invert else unit_pixels, augment=CHARACTER_AUGMENT,
+                 info={"invert": bool(invert), "model_kwargs": {"in_features": 784}})
 
 
 def load_shakespeare_leaf(

@@ -113,6 +113,7 @@ def assemble(
     input_transform: Callable | None = None,
     ignore_index: int | None = None,
     info: dict | None = None,
+    augment: Callable | None = None,
 ) -> FederatedData:
     """Training and held-out populations with ζ permutations applied.
 
@@ -137,5 +138,6 @@ def assemble(
         num_classes=num_classes,
         input_transform=input_transform,
         ignore_index=ignore_index,
+        augment=augment,
         info={"zeta": zeta, "permuted": permuted, "label_maps": maps_out, **(info or {})},
     )

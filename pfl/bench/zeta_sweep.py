@@ -1,95 +1,53 @@
 """ζ sweep of AFML and its baselines (docs/README_paper2.md, "Measurements").
 
-    python benchmarks/paper2_zeta_sweep.py synthetic out.jsonl rounds=50 eval_every=10 \
+    python -m pfl.bench.zeta_sweep synthetic out.jsonl rounds=50 eval_every=10 \
         personalization.train_clients=0 personalization.local_baseline=true
-    python benchmarks/paper2_zeta_sweep.py femnist out.jsonl rounds=100 eval_every=10 client_opt.lr=0.1 \
+    python -m pfl.bench.zeta_sweep femnist out.jsonl rounds=100 eval_every=10 client_opt.lr=0.1 \
         personalization.train_clients=0 personalization.target_accuracy=0.5 personalization.local_baseline=true \
         afml:algorithm.inner_lr=1.0 afml:algorithm.head_lr=1.0 afml:algorithm.encoder_lr=1.0
-    python benchmarks/paper2_zeta_sweep.py table out.jsonl
+    python -m pfl.bench.zeta_sweep table out.jsonl
 
 `<algorithm>:<override>` applies to that algorithm only; `--only=afml:0.5`
 runs one cell.
 
 Every (ζ, algorithm) cell is one `pfl.run.train` with the given overrides;
-one JSON line per cell. `femnist` reads the shared LEAF FEMNIST 5% sample
-(../shared/data/leaf_femnist_niid05, users present in train/ and test/,
-sorted; the first 80 train, the other 25 are held out) into a FederatedData
-here, with an MLP 784-128-62; once the data sets branch is merged,
-`dataset=femnist_leaf` is the library's loader for the same files. ζ
-permutes the 62 labels of exactly round((1-ζ)·clients) clients per
-population, and those clients augment (random crop, padding 2, no flip:
-characters). Set PFL_CACHE to share the local-only reference between cells.
+one JSON line per cell. `femnist` is `dataset=femnist_leaf` on the shared LEAF FEMNIST 5% sample
+(../shared/data/leaf_femnist_niid05, or $PFL_SHARED_DATA; the 105 users with
+train and test data, sorted: the first 80 train, the other 25 are held out)
+with an MLP 784-128-62. ζ permutes the 62 labels of exactly round((1-ζ)·clients)
+clients per population, and those clients augment (shifts of up to 2 pixels,
+no flip: characters). Add personalization.local_cache=true (and set PFL_CACHE)
+to share the local-only reference between cells.
 """
 
 from __future__ import annotations
 
-import glob
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-FEMNIST = ROOT.parent / "shared" / "data" / "leaf_femnist_niid05"
+FEMNIST = Path(os.environ.get("PFL_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) \
+    / "leaf_femnist_niid05"
 ALGORITHMS = ["fedavg_ft", "perfedavg", "apfl", "afml", "fedmeta"]
 ZETAS = [0.1, 0.3, 0.5, 0.7, 0.9]
-_READ: dict = {}
-
-
-def _read(root: str) -> dict:
-    if root not in _READ:
-        out = {}
-        for split in ("train", "test"):
-            users = {}
-            for f in sorted(glob.glob(f"{root}/{split}/*.json")):
-                with open(f) as fh:
-                    j = json.load(fh)
-                for u in j["users"]:
-                    # LEAF stores 1.0 for background: keep ink = 1, so the crop's zero padding is background
-                    x = 1.0 - np.asarray(j["user_data"][u]["x"], np.float32).reshape(-1, 28, 28)
-                    users[u] = (x, np.asarray(j["user_data"][u]["y"], np.int64))
-            out[split] = users
-        _READ[root] = out
-    return _READ[root]
-
-
-def load_femnist_sample(root: str = str(FEMNIST), train_clients: int = 80, zeta: float = 1.0, seed: int = 0):
-    from pfl.data.augment import RandomCropFlip
-    from pfl.data.federated import FederatedData, Population
-    from pfl.data.partition import zeta_permutations
-
-    d = _read(root)
-    users = sorted(set(d["train"]) & set(d["test"]))
-    pops, permuted = {}, {}
-    for salt, (name, us) in enumerate((("train", users[:train_clients]), ("heldout", users[train_clients:])), start=1):
-        maps, mask = zeta_permutations(len(us), 62, zeta, np.random.default_rng([seed, 1, salt]))
-        arrays = [[torch.from_numpy(d[s][u][0]) for u in us] for s in ("train", "test")]
-        labels = [[torch.from_numpy(maps[i][d[s][u][1]]) for i, u in enumerate(us)] for s in ("train", "test")]
-        pops[name] = Population.from_clients(us, arrays[0], labels[0], arrays[1], labels[1])
-        permuted[name] = torch.from_numpy(mask)
-    return FederatedData("femnist_sample", pops["train"], pops["heldout"], 62, augment=RandomCropFlip(pad=2, flip=False),
-                         info={"zeta": zeta, "permuted": permuted, "model_kwargs": {"in_features": 784}})
+# the shared LEAF FEMNIST sample through the library's loader: first 80 writers train, 25 held out,
+# ink = 1 (dataset.invert), MLP 784-128-62; ζ-permuted clients shift their characters (CHARACTER_AUGMENT)
+DATA = {"synthetic": [], "femnist": ["dataset=femnist_leaf", f"dataset.root={FEMNIST}", "dataset.invert=true",
+                                     "model=mlp", "model.hidden=[128]"]}
 
 
 def run_cell(data: str, alg: str, zeta: float, overrides: list[str], run_dir: Path) -> dict:
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
     from pfl.cli import CONF_DIR
     from pfl.config import register
     from pfl.run import train
 
     register()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[f"algorithm={alg}", f"zeta={zeta}", *overrides])
-    if data == "femnist":
-        OmegaConf.set_struct(cfg, False)
-        cfg.dataset = OmegaConf.create({"_target_": f"{__name__}.load_femnist_sample", "name": "femnist_sample",
-                                        "zeta": float(zeta), "seed": cfg.seed})
-        cfg.model.hidden = [128]
+        cfg = compose("config", overrides=[*DATA[data], f"algorithm={alg}", f"zeta={zeta}", *overrides])
     t = time.time()
     s = train(cfg, run_dir)
     return {"data": data, "alg": alg, "zeta": zeta, "extra": overrides, "pers": s["personalized_accuracy"],
@@ -154,5 +112,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main(sys.argv[1:])

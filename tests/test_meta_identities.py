@@ -13,30 +13,16 @@ from torch import nn
 from pfl import rng
 from pfl.algorithms import FOMAML, MAML, FedAvg, FedSGD, Reptile
 from pfl.algorithms.local import LocalTrainer
-from pfl.data.federated import ClientData, Population
-from pfl.engine.backends import run_clients
+from pfl.data.federated import ClientData
 from pfl.models.mlp import MLP
 from pfl.optim import ClientAdam, ClientSGD
 from pfl.task import Task
 
-
-def _cohort(sizes, dim=5, classes=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    xs = [torch.randn(n, dim, generator=g) for n in sizes]
-    ys = [torch.randint(0, classes, (n,), generator=g) for n in sizes]
-    pop = Population.from_clients([str(i) for i in range(len(sizes))], xs, ys, xs, ys)
-    return pop.train.gather(torch.arange(len(sizes)))
+from _engine_helpers import aggregate as _aggregate, cohort as _cohort, run_round
 
 
 def _run(alg, local, params, data, backend="sequential"):
-    keys = torch.stack([rng.key(7, i) for i in range(len(data.n))])
-    fn = lambda p, d, k, m, s: alg.client_update(local, p, d, k, m, s)  # noqa: E731
-    return run_clients(fn, params, data, keys, alg.num_steps(local, data.n), backend)
-
-
-def _aggregate(out):
-    w = out.weight / out.weight.sum()
-    return {k: torch.einsum("c,c...->...", w, v) for k, v in out.delta.items()}
+    return run_round(alg, local, params, data, backend, key_seed=7)
 
 
 def _setup(seed=0, hidden=(4,)):

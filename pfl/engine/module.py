@@ -37,7 +37,6 @@ from pfl.data.federated import FederatedData
 from pfl.engine.backends import run_clients
 from pfl.evaluation.fairness import beats_local, local_reference
 from pfl.evaluation.personalize import PersonalizationResult, personalize
-from pfl.task import Task
 
 
 @dataclass

@@ -18,7 +18,7 @@ from torch import Tensor
 from pfl import rng
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
-from pfl.data.federated import ClientData, Population
+from pfl.data.federated import Population
 from pfl.engine.backends import run_clients
 from pfl.task import Params
 

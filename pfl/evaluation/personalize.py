@@ -73,11 +73,11 @@ def personalize(
 
     def one(p, data, k, max_batches, _state):
         train, test = data
-        model = algorithm.model_params(p)
-        correct = [local.evaluate(model, test)[0]]
+        initial, counted = local.evaluate(algorithm.model_params(p), test)
+        correct = [initial]
         algorithm.adapt(local, p, train, k, epochs, max_batches,
                         lambda e, pe: correct.append(local.evaluate(pe, test)[0]))
-        return torch.stack(correct), local.evaluate(model, test)[1]
+        return torch.stack(correct), counted
 
     chunk = chunk_size or len(clients)
     correct, counts = [], []

@@ -15,7 +15,7 @@ gradient, so w only sees its own loss), which gives exactly the three
 updates above. a is projected onto [0, 1] at the end of each round (inside
 a round the mixture uses a clamped to [0, 1]). The server receives
 Δ = w_start - w_end (parameter units, weighted by examples); v and a never
-leave the client: they are per-client state (engine: `has_client_state`),
+leave the client: they are per-client state (`init_client_state`),
 stored in the checkpoint, so a resumed run continues them exactly.
 
 Personalization of a client without state (held-out clients, or any client
@@ -48,7 +48,6 @@ class APFL(Algorithm):
     local_epochs: int = 1
     mix_init: float = 0.5  # a at the start of a client's life
     name: str = "apfl"
-    has_client_state = True
 
     def __post_init__(self):
         check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs, "an integer >= 1")

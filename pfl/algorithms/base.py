@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_leaves, tree_map
 
 from pfl import aggregate as agg
 from pfl.algorithms.local import LocalTrainer
@@ -39,8 +40,9 @@ class ClientUpdate(NamedTuple):
     extra: dict = {}  # further tensors the client sends up (e.g. a control variate); counted in bytes
 
 
-def nbytes(tensors: dict[str, Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
+def nbytes(tensors) -> int:
+    """Bytes of every tensor in a (nested) dict."""
+    return sum(t.numel() * t.element_size() for t in tree_leaves(tensors))
 
 
 class Algorithm:
@@ -109,9 +111,8 @@ class Algorithm:
 
     def bytes_exchanged(self, sent: Params, updates: ClientUpdate) -> tuple[int, int]:
         """(down, up) bytes per client: what was broadcast and what one client sent back."""
-        up = {k: v[0] for k, v in updates.delta.items()}
-        up.update({k: v[0] for k, v in updates.extra.items()})
-        return nbytes(sent), nbytes(up)
+        one = tree_map(lambda t: t[0], (updates.delta, updates.extra))  # the first client's share
+        return nbytes(sent), nbytes(one)
 
     # -- personalization -----------------------------------------------------
     def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int, on_epoch) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils._pytree import tree_map
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta
@@ -91,7 +92,7 @@ class Centralized(Algorithm):
 
     def server_update(self, params, delta, optimizer, server_state, updates):
         super().server_update(params, delta, optimizer, server_state, updates)
-        return {"adam": {k: v[0] for k, v in updates.extra["adam"].items()}}
+        return {"adam": tree_map(lambda t: t[0], updates.extra["adam"])}  # the pool's (only) row
 
     def bytes_exchanged(self, sent, updates):
         return 0, 0  # the data are pooled: nothing is sent

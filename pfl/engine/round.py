@@ -51,6 +51,16 @@ def cohort_keys(seed: int, r: int, ids: Tensor) -> Tensor:
     return torch.stack([rng.key(seed, r, int(i)) for i in ids])
 
 
+def client_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
+                   keys: Tensor, client_state: dict | None = None) -> ClientUpdate:
+    """Every client's `client_update` (stacked), each on the backend's step loop."""
+
+    def client(shared, d, k, st, loop):
+        return algorithm.client_update(local.using(loop), shared, d, k, st)
+
+    return backend.map(client, sent, data, keys, client_state)
+
+
 def run_round(
     algorithm: Algorithm,
     local: LocalTrainer,
@@ -66,17 +76,13 @@ def run_round(
     with torch.no_grad():
         theta = {k: v.detach() for k, v in server.params.items()}
     sent = algorithm.broadcast(theta, broadcast_key, server.state)
-
-    def client(shared, d, k, st, loop):
-        return algorithm.client_update(local.using(loop), shared, d, k, st)
-
     flops = None
     if count_flops:
         with FlopCounterMode(display=False) as counter:
-            updates = backend.map(client, sent, data, keys, client_state)
+            updates = client_updates(algorithm, local, backend, sent, data, keys, client_state)
         flops = int(counter.get_total_flops())
     else:
-        updates = backend.map(client, sent, data, keys, client_state)
+        updates = client_updates(algorithm, local, backend, sent, data, keys, client_state)
     with torch.no_grad():
         delta = algorithm.aggregate(updates, server.state)
         server.state = algorithm.server_update(server.params, delta, server.optimizer, server.state, updates)

@@ -1,5 +1,5 @@
-"""AFML: adaptive federated meta-learning (Chen & Li, "Towards generalizable
-personalized federated learning with adaptive local adaptation", Alg. 1).
+"""AFML, from "Towards generalizable personalized federated learning with adaptive
+local adaptation" (anonymous authors; cited by title), Algorithm 1.
 
 The model is split into an encoder f and a classifier head h
 (`head`: parameter-name prefix, see head_split.py). The encoder's weights are

@@ -12,7 +12,7 @@ the results stacked along a leading client axis.
   against, and it is faster for conv nets and LSTMs on a CPU.
 - `auto`: vmap on accelerators, and on a CPU for models made of dense layers
   only; sequential on a CPU for models with convolutions or recurrences
-  (measured in benchmarks/engine_round.py).
+  (measured by pfl/bench/engine_round.py).
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ class AFML(Algorithm):
         rho = math.log(math.expm1(self.init_sigma))  # softplus^-1(σ0)
         return {**head, **{MU + k: v for k, v in enc.items()}, **{RHO + k: torch.full_like(v, rho) for k, v in enc.items()}}
 
-    def broadcast(self, global_params: Params, key: Tensor) -> Params:
+    def broadcast(self, global_params: Params, key: Tensor, server_state: dict) -> Params:
         return {**global_params, NOISE_KEY: key}
 
     def model_params(self, global_params: Params) -> Params:
@@ -152,9 +152,6 @@ class AFML(Algorithm):
         return self._splits[id(task)]
 
     # -- one client --------------------------------------------------------------
-    def num_steps(self, local, n):
-        return torch.ones_like(n)
-
     def inner(self, hs: HeadSplit, head: Params, z: Tensor, y: Tensor, mask: Tensor) -> Params:
         for _ in range(self.inner_steps):
             head = sgd(head, grad(hs.loss)(head, z, y, mask), self.inner_lr)
@@ -179,7 +176,7 @@ class AFML(Algorithm):
         l_cons = representation_kl(torch.stack(zs), weight, self.z_noise)
         return l_q, (l_enc / len(client_eps), l_cons, gaussian_kl(mu, sigma))
 
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         hs = self.split(local.task)
         head = {k: v for k, v in params.items() if self._is_head(k)}
         mu = {k[len(MU):]: v for k, v in params.items() if k.startswith(MU)}
@@ -204,7 +201,7 @@ class AFML(Algorithm):
         return ClientUpdate(delta, uniform_weight(data), metrics)
 
     # -- personalization -----------------------------------------------------------
-    def adapt(self, local, params, data, key, epochs, max_batches, on_epoch) -> None:
+    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
         hs = self.split(local.task)
         enc, head = hs.split(self.model_params(params))
         x, y, mask = local.full_batch(data)

@@ -18,7 +18,7 @@ from pfl.models.mlp import MLP
 from pfl.optim import ClientAdam, ClientSGD
 from pfl.task import Task
 
-from _engine_helpers import aggregate as _aggregate, cohort as _cohort, run_round
+from tests.helpers.engine import aggregate as _aggregate, cohort as _cohort, run_round
 
 
 def _run(alg, local, params, data, backend="sequential"):

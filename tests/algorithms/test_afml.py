@@ -3,21 +3,19 @@
 import math
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from pfl import rng
 from pfl.algorithms import AFML
 from pfl.algorithms.afml import MU, NOISE_KEY, RHO, gaussian_kl, normal_like
 from pfl.algorithms.local import LocalTrainer
 from pfl.algorithms.meta import sample_batch, split_support_query
-from pfl.cli import CONF_DIR
-from pfl.config import register
 from pfl.data.synthetic import load_synthetic
 from pfl.engine.backends import run_clients
 from pfl.models.mlp import MLP
 from pfl.optim import ClientSGD
 from pfl.run import train
 from pfl.task import Task
+from tests.helpers import TINY_AFML, compose_cfg, tiny
 
 
 def test_cmpx_closed_form_matches_monte_carlo():
@@ -116,16 +114,8 @@ def test_afml_vmap_equals_sequential():
         torch.testing.assert_close(a.delta[k], b.delta[k], rtol=1e-5, atol=1e-6)
 
 
-TINY = ["dataset.num_clients=16", "dataset.train_clients=10", "dataset.max_examples=60", "rounds=3", "eval_every=3",
-        "clients_per_round=4", "personalization.train_clients=2", "personalization.epochs=[1,2]",
-        "personalization.curve_epochs=2",
-        "checkpoint_every=0"]
-
-
 def _cfg(*overrides):
-    register()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=[*TINY, *overrides])
+    return compose_cfg([*tiny(TINY_AFML), *overrides], tiny=False)
 
 
 def test_afml_runs_under_both_backends_with_equal_results(tmp_path):

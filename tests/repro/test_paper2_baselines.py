@@ -4,31 +4,23 @@ import csv
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 from pfl import rng
 from pfl.algorithms import APFL, FedMeta, PerFedAvg
 from pfl.algorithms.local import LocalTrainer
 from pfl.algorithms.perfedavg import hessian_vector_product
-from pfl.cli import CONF_DIR
-from pfl.config import register
 from pfl.data.synthetic import load_synthetic
 from pfl.engine.backends import run_clients
 from pfl.models.mlp import MLP
 from pfl.optim import ClientSGD
 from pfl.run import train
 from pfl.task import Task
-
-TINY = ["dataset.num_clients=14", "dataset.train_clients=8", "dataset.min_examples=10", "dataset.max_examples=40",
-        "rounds=2", "eval_every=2", "clients_per_round=3", "personalization.train_clients=0",
-        "personalization.epochs=[1,2]", "personalization.curve_epochs=2", "checkpoint_every=0"]
+from tests.helpers import TINY_PAPER2, compose_cfg, tiny
 
 
 def _cfg(*overrides):
-    register()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=[*TINY, *overrides])
+    return compose_cfg([*tiny(TINY_PAPER2), *overrides], tiny=False)
 
 
 def test_hessian_vector_product_matches_explicit_hessian():

@@ -1,5 +1,5 @@
-"""AFML: adaptive federated meta-learning (Chen & Li, "Towards generalizable
-personalized federated learning with adaptive local adaptation", Alg. 1).
+"""AFML, from "Towards generalizable personalized federated learning with adaptive
+local adaptation" (anonymous authors; cited by title), Algorithm 1.
 
 The model is split into an encoder f and a classifier head h
 (`head`: parameter-name prefix, see head_split.py). The encoder's weights are
@@ -16,7 +16,7 @@ One round, per client c of the cohort:
     g_g  = ∇_τ [L_q + α · L_TOFF],  L_TOFF = L_ENC + L_CONS + β · L_CMPX
     server: θ̂ -= η1 · mean(g_c),  τ -= η2 · mean(g_g)
 
-Choices where the paper leaves room (also in docs/README_paper2.md):
+Choices where the paper leaves room (also in experiments/afml/README.md):
 
 - Exchange. The server sends (θu, ρ), the head and the round's 8-byte noise
   seed; every client rebuilds the same θt = θu + σ⊙ε(seed) and returns the
@@ -34,7 +34,7 @@ Choices where the paper leaves room (also in docs/README_paper2.md):
 - L_CMPX: the closed-form KL(N(θu, σ²) || N(0, I)), averaged over the encoder
   parameters (so β does not scale with the model size).
 - The scalings: total = L_q + α·(L_ENC + L_CONS) + α·β·L_CMPX (the issue's
-  form; DESIGN.md's α(L_ENC + L_CONS) + β·L_CMPX is the same with β' = αβ).
+  form; α(L_ENC + L_CONS) + β·L_CMPX is the same with β' = αβ).
 - Inner step(s): full-batch gradient descent on the support set (or a random
   minibatch of `batch_size`), lr η; g_c is exact second-order MAML through
   the head's inner step (the head is small).

@@ -190,28 +190,34 @@ class Backend:
         """This backend computing rank `rank`'s share of `world` processes."""
         return replace(self, shard=Shard(rank, world))
 
-    def map(self, fn: Callable, shared, data, keys: Tensor, state=None):
+    def map(self, fn: Callable, shared, data, keys: Tensor, state=None, progress: Callable[[int], None] | None = None):
         """fn(shared, data_i, key_i, state_i, loop) for every client, stacked on dim 0.
 
         `data` is padded cohort `ClientData` (or a tuple of them, e.g. train and
-        test); `state` (optional) a dict of tensors with a leading client axis."""
+        test); `state` (optional) a dict of tensors with a leading client axis;
+        `progress(n)` (optional) is told after every n clients done (here, times
+        the number of ranks: an estimate of the whole)."""
         num = keys.shape[0]
         if self.shard.world == 1:
-            return self._map(fn, shared, data, keys, state)
+            return self._map(fn, shared, data, keys, state, progress)
         sl = self.shard.part(num)
         if sl.start == sl.stop:  # no client here: compute a stand-in row (shapes for the gather), dropped there
             sl = slice(0, 1)
-        mine = self._map(fn, shared, _chunk(data, sl), keys[sl], None if state is None else tree_map(lambda t: t[sl], state))
+        scaled = None if progress is None else (lambda n: progress(n * self.shard.world))
+        mine = self._map(fn, shared, _chunk(data, sl), keys[sl], None if state is None else tree_map(lambda t: t[sl], state),
+                         scaled)
         return self.shard.gather(mine, num)
 
-    def _map(self, fn: Callable, shared, data, keys: Tensor, state=None):
+    def _map(self, fn: Callable, shared, data, keys: Tensor, state=None, progress=None):
         num = keys.shape[0]
+        tick = progress or (lambda n: None)
         if self.kind == "sequential":
             out = []
             for i in range(num):
                 st = None if state is None else tree_map(lambda t: t[i], state)
                 d = _client(data, i)
                 out.append(fn(shared, d, keys[i], st, StepLoop(_steps_n(d))))
+                tick(1)
             return _stack(out)
         chunk = self.chunk_size or num
         out = []
@@ -228,6 +234,7 @@ class Backend:
             data_dims = tree_map(lambda t: None if t is None else 0, part, is_leaf=lambda t: t is None)
             vf = torch.func.vmap(one, in_dims=(data_dims, 0, None if st is None else 0), randomness="different")
             out.append(vf(part, keys[sl], st))
+            tick(sl.stop - sl.start)
         return out[0] if len(out) == 1 else tree_map(lambda *xs: torch.cat(xs), *out)
 
 

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import ClientData
+from pfl.settings import Settings
 from pfl.task import Params
 
 
@@ -36,10 +37,14 @@ class ClientUpdate(NamedTuple):
     state: dict = {}  # new per-client state (algorithms with client state; never mutated)
 
 
-class Algorithm:
-    """Base class; subclasses override `num_steps` and `client_update`."""
+class Algorithm(Settings):
+    """Base class; subclasses override `num_steps` and `client_update`.
 
-    name: str = "algorithm"
+    Subclasses are dataclasses whose fields are `setting(...)`s (pfl.settings): the one
+    place a setting's default and allowed values live. The algorithm's name is its
+    config option (conf/algorithm/<name>.yaml), not a field."""
+
+    config_path = "algorithm"
     #: per-client state kept across rounds (APFL's local model), else False
     has_client_state: bool = False
     #: personalization epochs this algorithm's results are read at, added to

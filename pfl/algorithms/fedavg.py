@@ -18,16 +18,12 @@ import torch
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, uniform_weight
-from pfl.config_errors import check, is_int
+from pfl.settings import boolean, integer, setting
 
 
 @dataclass
 class FedSGD(Algorithm):
-    full_batch: bool = True  # False: the minibatch of local step 0 (LocalTrainer.batch)
-    name: str = "fedsgd"
-
-    def __post_init__(self):
-        check(isinstance(self.full_batch, bool), "algorithm.full_batch", self.full_batch, "true or false")
+    full_batch: bool = setting(True, boolean())  # False: one step on the minibatch of local step 0 (FOMAML(0))
 
     def num_steps(self, local, n):
         return torch.ones_like(n)
@@ -44,11 +40,7 @@ class FedSGD(Algorithm):
 
 @dataclass
 class FedAvg(Algorithm):
-    local_epochs: int = 1
-    name: str = "fedavg"
-
-    def __post_init__(self):
-        check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs, "an integer >= 1")
+    local_epochs: int = setting(1, integer(ge=1))  # E
 
     def num_steps(self, local, n):
         return self.local_epochs * local.batches_per_epoch(n)
@@ -60,11 +52,7 @@ class FedAvg(Algorithm):
 
 @dataclass
 class Reptile(Algorithm):
-    local_steps: int = 1
-    name: str = "reptile"
-
-    def __post_init__(self):
-        check(is_int(self.local_steps) and self.local_steps >= 1, "algorithm.local_steps", self.local_steps, "an integer >= 1")
+    local_steps: int = setting(5, integer(ge=1))  # K
 
     def num_steps(self, local, n):
         return torch.full_like(n, self.local_steps)

@@ -124,11 +124,11 @@ def _schema(target: str, group: str):
     return schema(target, exclude=runtime(), extra=extra)
 
 
-def register() -> None:
-    """Store the top-level schema and the schema of every target conf/ names."""
+def register(conf_dir: str | Path | None = None) -> None:
+    """Store the top-level schema and the schema of every target the configs name (default: CONF_DIR)."""
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
-    for group_dir in sorted(p for p in CONF_DIR.iterdir() if p.is_dir()):
+    for group_dir in sorted(p for p in Path(conf_dir or CONF_DIR).iterdir() if p.is_dir()):
         for path in sorted(group_dir.glob("*.yaml")):
             for target in schema_targets(path):
                 try:
@@ -140,22 +140,12 @@ def register() -> None:
 
 # -- names ------------------------------------------------------------------------
 
-def _choice(cfg: DictConfig, group: str) -> str | None:
-    hydra_node = cfg.get("hydra") if isinstance(cfg, DictConfig) else None
-    if hydra_node is not None and "runtime" in hydra_node:
-        return hydra_node.runtime.choices.get(group)
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return HydraConfig.get().runtime.choices.get(group)
-    return None
-
-
 def name_of(algorithm_node, choice: str | None = None) -> str:
-    """The conf/algorithm option that builds this node's target: `choice` if it does,
-    else the one option with that target, else the class name in lower case."""
+    """The conf/algorithm option that builds this node's target: `choice` unless that
+    option builds another target, else the one option with this target, else the class
+    name in lower case."""
     target = algorithm_node.get("_target_")
-    if choice and option_target("algorithm", choice) == target:
+    if choice and option_target("algorithm", choice) in (target, None):
         return choice
     matches = [o for o in options("algorithm") if option_target("algorithm", o) == target]
     if len(matches) == 1:
@@ -165,8 +155,16 @@ def name_of(algorithm_node, choice: str | None = None) -> str:
 
 
 def algorithm_name(cfg: DictConfig) -> str:
-    """The name of the run's algorithm: its group choice (`algorithm=reptile` -> "reptile")."""
-    return name_of(cfg.algorithm, _choice(cfg, "algorithm"))
+    """The name of the run's algorithm: its group choice (`algorithm=reptile` -> "reptile"), read from
+    the config's hydra node (compose(..., return_hydra_config=True)) or the running Hydra app; without
+    either (a plain compose), the conf/algorithm option that builds the same _target_."""
+    hydra_node = cfg.get("hydra")
+    if hydra_node is not None and "runtime" in hydra_node and hydra_node.runtime.choices.get("algorithm"):
+        return str(hydra_node.runtime.choices.algorithm)
+    from hydra.core.hydra_config import HydraConfig
+
+    choice = HydraConfig.get().runtime.choices.get("algorithm") if HydraConfig.initialized() else None
+    return name_of(cfg.algorithm, choice)
 
 
 def stage_names(cfg: DictConfig) -> list[str]:

@@ -32,7 +32,7 @@ from pfl.resources import CONF_DIR, SWEEPS_DIR
 from pfl.settings import check_values, integer, locate, number, one_of, schema, setting, validate_node
 from pfl.sweep.settings import SweepSettings
 
-BACKENDS = ("auto", "vmap", "sequential")
+from pfl.execution import BACKENDS  # noqa: E402 - defined once, beside the backends
 
 
 def _device_ok(v) -> bool:

@@ -25,10 +25,7 @@ from pfl.settings import boolean, integer, setting
 class FedSGD(Algorithm):
     full_batch: bool = setting(True, boolean())  # False: one step on the minibatch of local step 0 (FOMAML(0))
 
-    def num_steps(self, local, n):
-        return torch.ones_like(n)
-
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         if self.full_batch:
             g, loss = local.grad(params, local.full_batch(data), key)
         else:  # the same batch and dropout key as the first step of FedAvg / Reptile
@@ -42,11 +39,12 @@ class FedSGD(Algorithm):
 class FedAvg(Algorithm):
     local_epochs: int = setting(1, integer(ge=1))  # E
 
-    def num_steps(self, local, n):
-        return self.local_epochs * local.batches_per_epoch(n)
+    def steps(self, local):
+        """E epochs: a count per client, from its number of examples."""
+        return lambda n: self.local_epochs * local.batches_per_epoch(n)
 
-    def client_update(self, local, params, data, key, max_steps, state=None):
-        new, loss = local.train(params, data, key, self.num_steps(local, data.n), max_steps)
+    def client_update(self, local, params, data, key, state=None):
+        new, loss = local.train(params, data, key, self.steps(local))
         return ClientUpdate(model_delta(params, new), examples_weight(data), {"loss": loss})
 
 
@@ -54,9 +52,6 @@ class FedAvg(Algorithm):
 class Reptile(Algorithm):
     local_steps: int = setting(5, integer(ge=1))  # K
 
-    def num_steps(self, local, n):
-        return torch.full_like(n, self.local_steps)
-
-    def client_update(self, local, params, data, key, max_steps, state=None):
-        new, loss = local.train(params, data, key, self.num_steps(local, data.n), max_steps)
+    def client_update(self, local, params, data, key, state=None):
+        new, loss = local.train(params, data, key, self.local_steps)
         return ClientUpdate(model_delta(params, new), uniform_weight(data), {"loss": loss})

@@ -41,7 +41,7 @@ def _local_baseline(row: dict) -> dict | None:
 
 
 def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -> dict:
-    epochs = list(module.eval.epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
+    epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
     row = module.history[-1] if module.history else {}
     target = float(cfg.personalization.target_accuracy)
     held = _population_summary(row, "heldout", epochs)

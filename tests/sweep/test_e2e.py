@@ -23,10 +23,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["dataset.num_clients=20", "dataset.train_clients=15", "dataset.max_examples=60", "dataset.dim=10",
-        "rounds=2", "clients_per_round=3", "personalization.train_clients=0", "personalization.epochs=[1,2]",
-        "personalization.curve_epochs=2", "eval_every=1", "checkpoint_every=0"]
+from tests.helpers import REPO as ROOT
+from tests.helpers import TINY_FAST, tiny
+
+TINY = tiny(TINY_FAST)
 # the shipped FedAvg sweep, with objectives that the tiny runs produce and a pruner that acts at once
 SWEEP = ["+sweep=fedavg_e_lr", "sweep.objectives=[personalized_accuracy.2]",
          "sweep.report=heldout/personalized_accuracy_2", "sweep.pruner.n_startup_trials=1",

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from conftest import TINY, compose_cfg, run_cli
+from tests.helpers import TINY, compose_cfg, run_cli
 from pfl.run import train
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO, compose_cfg
 from pfl.cli import CONF_DIR
 from pfl.run import build, build_stages
+from tests.helpers import REPO, TINY, compose_cfg
 
 GROUPS = {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in Path(CONF_DIR).iterdir() if d.is_dir()}
 
@@ -69,7 +69,6 @@ BAD = [
 
 @pytest.mark.parametrize("args,words", BAD)
 def test_bad_input_is_one_line_without_traceback(args, words, tmp_path):
-    from conftest import TINY
 
     env_args = TINY + args + [f"hydra.run.dir={tmp_path}/run"]
     proc = subprocess.run([sys.executable, "-m", "pfl", *env_args], cwd=tmp_path, capture_output=True, text=True,

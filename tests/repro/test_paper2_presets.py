@@ -13,8 +13,7 @@ from hydra import compose, initialize_config_dir
 from pfl.cli import CONF_DIR
 from pfl.config import algorithm_name, register, validate
 from pfl.run import build, train
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO as ROOT
 
 
 def _compose(overrides, hydra=False):

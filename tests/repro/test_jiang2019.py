@@ -14,42 +14,15 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from tests.helpers import REPO, TINY_JIANG, compose_cfg, tiny
+
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "dataset=synthetic",
-    "dataset.num_clients=20",
-    "dataset.train_clients=14",
-    "dataset.max_examples=60",
-    "dataset.dim=12",
-    "rounds=2",
-    "clients_per_round=3",
-    "eval_every=100",
-    "checkpoint_every=0",
-    "personalization.heldout_clients=5",
-    "personalization.train_clients=3",
-    "personalization.curve_epochs=2",
-    "personalization.epochs=[1,2]",
-    "device=cpu",
-]
+TINY = tiny(TINY_JIANG)
 
 
 def compose(overrides, hydra_cfg=False):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from pfl.cli import CONF_DIR
-    from pfl.config import register
-
-    register()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return hydra_compose("config", overrides=list(overrides), return_hydra_config=hydra_cfg)
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_cfg(overrides, tiny=False, return_hydra_config=hydra_cfg)
 
 
 def run(overrides, run_dir):

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import pytest
 import torch
 
-from conftest import REPO, TINY, compose_cfg
+from tests.helpers import REPO, TINY, compose_cfg
 from pfl.engine import hooks
 from pfl.run import train
 

@@ -18,8 +18,7 @@ import pytest
 
 from pfl.data import cache, shakespeare
 from pfl.data.download import DataError, Remote, extract, fetch
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from _shared_data import shared_path
+from tests.helpers.shared_data import shared_path
 from pfl.data import text
 from pfl.data.leaf import load_femnist_leaf
 from pfl.data.shakespeare import load_shakespeare

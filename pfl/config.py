@@ -28,11 +28,10 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from pfl.config_errors import ConfigError, check, is_int, is_number
 from pfl.evaluation.settings import PersonalizationSettings
+from pfl.execution import BACKENDS  # defined once, beside the backends
 from pfl.resources import CONF_DIR, SWEEPS_DIR
 from pfl.settings import check_values, integer, locate, number, one_of, schema, setting, validate_node
 from pfl.sweep.settings import SweepSettings
-
-from pfl.execution import BACKENDS  # noqa: E402 - defined once, beside the backends
 
 
 def _device_ok(v) -> bool:

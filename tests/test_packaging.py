@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY
+from tests.helpers import REPO, TINY
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("setuptools") is None,
                                 reason="building a wheel offline needs setuptools in this environment")

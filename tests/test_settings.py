@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from conftest import compose_cfg
+from tests.helpers import compose_cfg
 from pfl.config import CONF_DIR, algorithm_name, option_target, register, schema_targets, stage_names, validate
 from pfl.config_errors import ConfigError
 from pfl.settings import Settings, checked, integer, number, optional, relation, rules, schema, setting

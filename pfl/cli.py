@@ -169,7 +169,10 @@ def _hydra_main() -> None:
                 raise  # one failed job of a sweep; the sweeper records it and goes on
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-        print(format_table(summary))
+        from pytorch_lightning.utilities import rank_zero_only
+
+        if rank_zero_only.rank == 0:  # one process of a distributed run reports
+            print(format_table(summary))
         return objective(cfg, summary)
 
     app()

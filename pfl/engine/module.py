@@ -134,6 +134,8 @@ class FederatedModule(pl.LightningModule):
         return opts
 
     def setup(self, stage: str) -> None:
+        if self.trainer.world_size > 1:  # each rank computes its share of every client list (pfl.engine.distributed)
+            self.backend = self.backend.sharded(self.global_rank, self.trainer.world_size)
         self.data = self.data.to(self.device)
         self.local.task.buffers = {k: v.to(self.device) for k, v in self.local.task.buffers.items()}
 
@@ -169,7 +171,7 @@ class FederatedModule(pl.LightningModule):
                         count_flops=stage.name not in self.flops)  # measure the stage's first round
         self.server_states[si] = server.state
         if out.flops is not None:
-            self.flops[stage.name] = out.flops
+            self.flops[stage.name] = self.backend.shard.total(out.flops)  # every rank's share
         if out.client_state is not None:
             with torch.no_grad():
                 for k, v in self.client_state.items():

@@ -153,11 +153,16 @@ def _overrides(job: Path) -> dict:
 
 
 def _default_objectives(summaries: dict) -> list[str]:
+    from pfl.engine import names
+
     for s in summaries.values():
-        if s and s.get("personalized_accuracy"):
+        if s and s.get("final"):  # the metric names of metrics.csv and the loggers
+            ks = names.pers_epochs(s["final"])
+            return [names.initial()] + ([names.pers(ks[-1])] if ks else [])
+        if s and s.get("personalized_accuracy"):  # a run written before summary.json had `final`
             k = max(s["personalized_accuracy"], key=lambda x: int(x))
             return ["initial_accuracy", f"personalized_accuracy.{k}"]
-    return ["initial_accuracy"]
+    return [names.initial()]
 
 
 def _read_json(path: Path) -> dict | None:

@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pfl.engine import names
 from pfl.report.collect import Collection, Row, read_metrics
 from pfl.report.pareto import pareto_front
 
@@ -38,7 +39,7 @@ def _axis_values(values: list) -> tuple[list, list[str] | None]:
 
 
 def _short(path: str) -> str:
-    return path.replace("personalized_accuracy", "pers").replace("initial_accuracy", "initial")
+    return path.replace("personalized_accuracy", "pers").replace("initial_accuracy", "initial").replace("heldout/", "")
 
 
 def objective_vs_params(coll: Collection) -> bytes | None:
@@ -128,10 +129,9 @@ def convergence(coll: Collection, max_runs: int = 60) -> bytes | None:
     curves = [(r, m) for r, m in curves if m]
     if not curves:
         return None
-    keys = [k for k in curves[0][1][0] if k.startswith("heldout/")]
-    pers = sorted((k for k in keys if k.startswith("heldout/personalized_accuracy_")),
-                  key=lambda k: int(k.rsplit("_", 1)[1]))
-    panels = [k for k in ["heldout/initial_accuracy", pers[-1] if pers else None] if k]
+    keys = {k for _, m in curves for row in m for k in row}
+    pers = names.pers_epochs(keys)
+    panels = [k for k in [names.initial(), names.pers(pers[-1]) if pers else None] if k in keys]
     if not panels:
         return None
     fig = Figure(figsize=(5.2 * len(panels), 3.8))

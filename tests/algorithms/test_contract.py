@@ -39,6 +39,7 @@ SETTINGS: dict[str, dict] = {
     "local": {"overrides": ["algorithm.epochs=3"], "exchanges": False},  # personalizes `epochs` (200) epochs
     "centralized": {"overrides": ["algorithm.epochs=4"], "exchanges": False},  # one round = one epoch
     "afml": {"extra_down": 8},  # the round's 8-byte noise seed, sent with (θu, ρ, head)
+    "fedavg_ft": {"overrides": ["algorithm.finetune_epochs=3"]},  # reports k = K (10): a shorter curve
 }
 
 # the tiny run of tests.helpers, evaluated every round (metrics.csv then has a row per round)
@@ -109,6 +110,7 @@ def _accuracies(s: dict) -> dict[str, float]:
 
 def test_the_registry_is_discovered():
     assert "fedavg" in ALGORITHMS and len(ALGORITHMS) >= 2, ALGORITHMS
+    assert set(SETTINGS) <= set(ALGORITHMS), f"SETTINGS names options that do not exist: {set(SETTINGS) - set(ALGORITHMS)}"
 
 
 @pytest.mark.parametrize("algorithm", cases("vmap"), indirect=True)

@@ -122,6 +122,8 @@ def batch(spec: Inputs, n: int, seed: int) -> tuple[Tensor, Tensor]:
 
 def test_the_registry_is_discovered():
     assert len(MODELS) >= 2 and "synthetic" in DATASETS, (MODELS, DATASETS)
+    assert set(SETTINGS) <= set(MODELS), f"SETTINGS names options that do not exist: {set(SETTINGS) - set(MODELS)}"
+    assert all(d in DATASETS for s in SETTINGS.values() for d in s.get("datasets", [])), "SETTINGS names a missing data set"
 
 
 @pytest.mark.parametrize("model", cases("forward"))

@@ -18,7 +18,7 @@ from omegaconf import MISSING, DictConfig, ListConfig
 from pfl.config_errors import ConfigError, check, is_int, is_number
 from pfl.sweep.settings import SweepSettings
 
-BACKENDS = ("auto", "vmap", "sequential")
+from pfl.execution import BACKENDS  # noqa: E402 - defined once, beside the backends
 
 
 @dataclass

@@ -22,12 +22,13 @@ from pfl.algorithms.local import LocalTrainer
 from pfl.config import validate, validate_population
 from pfl.config_errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
-from pfl.engine.backends import resolve_backend
 from pfl.engine.checkpoint import RoundCheckpoint
 from pfl.engine.files import write_json
 from pfl.engine.loggers import make_loggers
 from pfl.engine.progress import RoundProgressBar
-from pfl.engine.module import EvalSettings, FederatedModule, Stage
+from pfl.engine.module import FederatedModule, Stage
+from pfl.evaluation.settings import PersonalizationSettings
+from pfl.execution import make_backend
 from pfl.engine.summary import summarize, write_client_records
 from pfl.report.run_plots import write_run_plots
 from pfl.evaluation.fairness import scatter_plot
@@ -119,21 +120,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     personal = LocalTrainer(task, build(p_opt)) if p_opt is not None else local
     stages = build_stages(cfg)
     device = resolve_device(str(cfg.device))
-    backend = resolve_backend(cfg.engine.backend, model, device)
-    p = cfg.personalization
-    module_cls = FederatedModule
-    if any(getattr(s.algorithm, "pooled", False) for s in stages):  # trained on pooled data (centralized baseline)
-        from pfl.engine.centralized import CentralizedModule
-
-        module_cls = CentralizedModule
-    module = module_cls(
+    backend = make_backend(cfg.engine.backend, model, device, cfg.engine.chunk_size)
+    p = PersonalizationSettings(**OmegaConf.to_container(cfg.personalization, resolve=True))
+    module = FederatedModule(
         data=data, model=model, stages=stages, local=local, personalize_local=personal,
-        clients_per_round=cfg.clients_per_round, backend=backend,
-        eval_settings=EvalSettings(list(p.epochs), p.curve_epochs, p.heldout_clients, p.train_clients,
-                                   cfg.engine.eval_chunk_size, p.target_accuracy,
-                                   p.local_baseline, p.local_epochs, p.local_lr,
-                                   _local_cache_dir() if p.local_cache else None),
-        eval_every=cfg.eval_every, seed=cfg.seed, chunk_size=cfg.engine.chunk_size,
+        clients_per_round=cfg.clients_per_round, backend=backend, personalization=p,
+        eval_every=cfg.eval_every, seed=cfg.seed, eval_chunk_size=cfg.engine.eval_chunk_size,
+        local_cache_dir=_local_cache_dir() if p.local_cache else None,
     )
     if cfg.init_from:
         loaded = load_global_params(cfg.init_from)
@@ -169,16 +162,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         default_root_dir=str(run_dir),
     )
     log.info("dataset %s: %d training / %d held-out clients; backend %s on %s",
-             data.name, len(data.train), len(data.heldout), backend, device)
+             data.name, len(data.train), len(data.heldout), backend.kind, device)
     trainer.fit(module, ckpt_path=ckpt_path)
-    summary = summarize(cfg, module, backend, device, time.perf_counter() - t0)
+    summary = summarize(cfg, module, backend.kind, device, time.perf_counter() - t0)
     write_json(run_dir / "summary.json", summary)
     write_client_records(run_dir, module.last_eval.get("results", {}))
     try:  # plots/*.png from the files above (W&B uploads them in log_summary)
         write_run_plots(run_dir)
         held = module.last_eval.get("results", {}).get("heldout")
         if held is not None and held.local_accuracy is not None:
-            scatter_plot(held, max(module.eval.epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
+            scatter_plot(held, max(module.report_epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
     except Exception as exc:  # noqa: BLE001 - the results are already on disk; a plot must not fail the run
         log.warning("plots not written: %s (redraw: python -m pfl.report.run_plots %s)", exc, run_dir)
     for lg in loggers:

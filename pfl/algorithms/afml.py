@@ -1,5 +1,5 @@
-"""AFML: adaptive federated meta-learning (Chen & Li, "Towards generalizable
-personalized federated learning with adaptive local adaptation", Alg. 1).
+"""AFML, from "Towards generalizable personalized federated learning with adaptive
+local adaptation" (anonymous authors; cited by title), Algorithm 1.
 
 The model is split into an encoder f and a classifier head h
 (`head`: parameter-name prefix, see head_split.py). The encoder's weights are
@@ -16,7 +16,7 @@ One round, per client c of the cohort:
     g_g  = ∇_τ [L_q + α · L_TOFF],  L_TOFF = L_ENC + L_CONS + β · L_CMPX
     server: θ̂ -= η1 · mean(g_c),  τ -= η2 · mean(g_g)
 
-Choices where the paper leaves room (also in docs/README_paper2.md):
+Choices where the paper leaves room (also in experiments/afml/README.md):
 
 - Exchange. The server sends (θu, ρ), the head and the round's 8-byte noise
   seed; every client rebuilds the same θt = θu + σ⊙ε(seed) and returns the
@@ -34,7 +34,7 @@ Choices where the paper leaves room (also in docs/README_paper2.md):
 - L_CMPX: the closed-form KL(N(θu, σ²) || N(0, I)), averaged over the encoder
   parameters (so β does not scale with the model size).
 - The scalings: total = L_q + α·(L_ENC + L_CONS) + α·β·L_CMPX (the issue's
-  form; DESIGN.md's α(L_ENC + L_CONS) + β·L_CMPX is the same with β' = αβ).
+  form; α(L_ENC + L_CONS) + β·L_CMPX is the same with β' = αβ).
 - Inner step(s): full-batch gradient descent on the support set (or a random
   minibatch of `batch_size`), lr η; g_c is exact second-order MAML through
   the head's inner step (the head is small).
@@ -132,7 +132,7 @@ class AFML(Algorithm):
         rho = math.log(math.expm1(self.init_sigma))  # softplus^-1(σ0)
         return {**head, **{MU + k: v for k, v in enc.items()}, **{RHO + k: torch.full_like(v, rho) for k, v in enc.items()}}
 
-    def broadcast(self, global_params: Params, key: Tensor) -> Params:
+    def broadcast(self, global_params: Params, key: Tensor, server_state: dict) -> Params:
         return {**global_params, NOISE_KEY: key}
 
     def model_params(self, global_params: Params) -> Params:
@@ -152,9 +152,6 @@ class AFML(Algorithm):
         return self._splits[id(task)]
 
     # -- one client --------------------------------------------------------------
-    def num_steps(self, local, n):
-        return torch.ones_like(n)
-
     def inner(self, hs: HeadSplit, head: Params, z: Tensor, y: Tensor, mask: Tensor) -> Params:
         for _ in range(self.inner_steps):
             head = sgd(head, grad(hs.loss)(head, z, y, mask), self.inner_lr)
@@ -179,7 +176,7 @@ class AFML(Algorithm):
         l_cons = representation_kl(torch.stack(zs), weight, self.z_noise)
         return l_q, (l_enc / len(client_eps), l_cons, gaussian_kl(mu, sigma))
 
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         hs = self.split(local.task)
         head = {k: v for k, v in params.items() if self._is_head(k)}
         mu = {k[len(MU):]: v for k, v in params.items() if k.startswith(MU)}
@@ -204,7 +201,7 @@ class AFML(Algorithm):
         return ClientUpdate(delta, uniform_weight(data), metrics)
 
     # -- personalization -----------------------------------------------------------
-    def adapt(self, local, params, data, key, epochs, max_batches, on_epoch) -> None:
+    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
         hs = self.split(local.task)
         enc, head = hs.split(self.model_params(params))
         x, y, mask = local.full_batch(data)

@@ -15,7 +15,7 @@ gradient, so w only sees its own loss), which gives exactly the three
 updates above. a is projected onto [0, 1] at the end of each round (inside
 a round the mixture uses a clamped to [0, 1]). The server receives
 Δ = w_start - w_end (parameter units, weighted by examples); v and a never
-leave the client: they are per-client state (engine: `has_client_state`),
+leave the client: they are per-client state (`init_client_state`),
 stored in the checkpoint, so a resumed run continues them exactly.
 
 Personalization of a client without state (held-out clients, or any client
@@ -48,7 +48,6 @@ class APFL(Algorithm):
     local_epochs: int = 1
     mix_init: float = 0.5  # a at the start of a client's life
     name: str = "apfl"
-    has_client_state = True
 
     def __post_init__(self):
         check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs, "an integer >= 1")
@@ -59,9 +58,6 @@ class APFL(Algorithm):
         return {**{V + k: v.detach().clone() for k, v in global_params.items()},
                 MIX: torch.tensor(float(self.mix_init), dtype=first.dtype, device=first.device)}
 
-    def num_steps(self, local, n):
-        return self.local_epochs * local.batches_per_epoch(n)
-
     def joint_loss(self, task):
         def loss(joint, x, y, mask, key):
             w = {k[len(W):]: v for k, v in joint.items() if k.startswith(W)}
@@ -70,16 +66,17 @@ class APFL(Algorithm):
             return task.loss(w, x, y, mask, key) + task.loss(mixed, x, y, mask, key)
         return loss
 
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         joint = {**{W + k: v for k, v in params.items()}, **state}
-        new, loss = local.train(joint, data, key, self.num_steps(local, data.n), max_steps, loss=self.joint_loss(local.task))
+        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731 - E epochs
+        new, loss = local.train(joint, data, key, steps, loss=self.joint_loss(local.task))
         w = {k[len(W):]: v for k, v in new.items() if k.startswith(W)}
         new_state = {k: v for k, v in new.items() if k.startswith(V)}
         new_state[MIX] = new[MIX].clamp(0.0, 1.0)
         return ClientUpdate(model_delta(params, w), examples_weight(data), {"loss": loss, "mix": new_state[MIX]}, new_state)
 
-    def adapt(self, local, params, data, key, epochs, max_batches, on_epoch) -> None:
+    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
         model = self.model_params(params)
         joint = {**{W + k: v for k, v in model.items()}, **self.init_client_state(model)}
-        local.train_by_epoch(joint, data, key, epochs, max_batches, lambda e, p: on_epoch(e, mixture(p)),
+        local.train_by_epoch(joint, data, key, epochs, lambda e, p: on_epoch(e, mixture(p)),
                              loss=self.joint_loss(local.task))

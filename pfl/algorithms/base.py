@@ -2,15 +2,16 @@
 
     for each round:
         cohort   = sample clients
-        Δ_i, w_i = client_update(θ, client_i)      # InnerLoop
-        θ        = server_opt.step(grad = Σ w_i Δ_i / Σ w_i)   # OuterLoop
+        u_i      = client_update(broadcast(θ), client_i)       # InnerLoop
+        Δ        = aggregate({u_i})                              # default: Σ w_i Δ_i / Σ w_i
+        θ, s     = server_update(θ, Δ, server optimizer, s)      # OuterLoop; default: .grad = Δ, step
 
-An algorithm is a small class: it says how many local steps a client takes
-(`num_steps`), what a client computes (`client_update`, a pure function of
-parameters, padded data and a random key), and how a client personalizes
-(`adapt`). The engine owns everything else: cohorts, vectorization,
-aggregation, server optimizers, checkpoints, logging. Algorithms know nothing
-of Lightning, Hydra or W&B.
+An algorithm is a small class that overrides the hooks it needs; the defaults
+are FedAvg's. Client hooks are pure functions of parameters, padded data and
+a random key, so the backend can run them in a loop or vmapped over a cohort;
+local steps run on `local.loop` (pfl.execution.StepLoop), never on a loop of
+the algorithm's own. Algorithms know nothing of Lightning, Hydra or W&B: the
+engine (pfl.engine.round.run_round) calls these hooks in this order.
 
 Updates Δ are pseudo-gradients in parameter units: the server optimizer steps
 with `.grad = Δ`, so server SGD with lr 1 applies Δ exactly (FedAvg's model
@@ -23,9 +24,11 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_leaves, tree_map
 
+from pfl import aggregate as agg
 from pfl.algorithms.local import LocalTrainer
-from pfl.data.federated import ClientData
+from pfl.data.federated import ClientData, Split
 from pfl.task import Params
 
 
@@ -34,24 +37,43 @@ class ClientUpdate(NamedTuple):
     weight: Tensor  # aggregation weight (scalar)
     metrics: dict[str, Tensor]  # scalars averaged over the cohort for logging
     state: dict = {}  # new per-client state (algorithms with client state; never mutated)
+    extra: dict = {}  # further tensors the client sends up (e.g. a control variate); counted in bytes
+
+
+def nbytes(tensors) -> int:
+    """Bytes of every tensor in a (nested) dict."""
+    return sum(t.numel() * t.element_size() for t in tree_leaves(tensors))
 
 
 class Algorithm:
-    """Base class; subclasses override `num_steps` and `client_update`."""
+    """Base class: FedAvg's server and the default personalization; subclasses
+    override `client_update` and whichever other hooks they need."""
 
-    name: str = "algorithm"
-    #: per-client state kept across rounds (APFL's local model), else False
-    has_client_state: bool = False
     #: personalization epochs this algorithm's results are read at, added to
     #: `personalization.epochs` (FedAvg-FT's K fine-tuning epochs)
     report_epochs: tuple[int, ...] = ()
+    #: rounds this algorithm runs regardless of the config's `rounds` (None: the config's)
+    rounds: int | None = None
 
     # -- what the server holds and sends ----------------------------------
     def init_global(self, model_params: Params) -> Params:
         """The server's parameters, from the model's initial ones."""
         return dict(model_params)
 
-    def broadcast(self, global_params: Params, key: Tensor) -> Params:
+    def init_server_state(self, global_params: Params) -> dict:
+        """Server-side state besides the parameters and the server optimizer
+        (a control variate, a running statistic); kept in checkpoints."""
+        return {}
+
+    def server_optimizer(self, param_groups: list[dict], configured):
+        """The torch optimizer of the server; `configured` is the one `server_opt` names."""
+        return configured(param_groups)
+
+    def param_groups(self, names: list[str]) -> list[tuple[list[str], dict]]:
+        """Server optimizer parameter groups: [(names, option overrides)]."""
+        return [(names, {})]
+
+    def broadcast(self, global_params: Params, key: Tensor, server_state: dict) -> Params:
         """What the server sends to the cohort this round (default: θ itself)."""
         return global_params
 
@@ -59,33 +81,48 @@ class Algorithm:
         """Model parameters to evaluate / personalize from the server's state."""
         return global_params
 
-    def param_groups(self, names: list[str]) -> list[tuple[list[str], dict]]:
-        """Server optimizer parameter groups: [(names, option overrides)]."""
-        return [(names, {})]
-
     def init_client_state(self, global_params: Params) -> dict | None:
+        """One client's state kept across rounds (APFL's local model); None: stateless."""
         return None
 
+    def client_data(self, split: Split, ids: Tensor) -> tuple[ClientData, Tensor]:
+        """The round's client data and the ids its rows stand for (default: the cohort, padded)."""
+        return split.gather(ids), ids
+
     # -- the inner loop ------------------------------------------------------
-    def num_steps(self, local: LocalTrainer, n: Tensor) -> Tensor:
-        """Local steps for clients with `n` examples (works on a vector of n)."""
+    def client_update(self, local: LocalTrainer, sent: Params, data: ClientData, key: Tensor, state=None) -> ClientUpdate:
         raise NotImplementedError
 
-    def client_update(
-        self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, max_steps: int, state=None
-    ) -> ClientUpdate:
-        raise NotImplementedError
+    # -- the outer loop ------------------------------------------------------
+    def aggregate(self, updates: ClientUpdate, server_state: dict) -> Params:
+        """The server's Δ from the cohort's stacked updates: their weighted mean."""
+        return agg.weighted_mean(updates.delta, updates.weight)
+
+    def server_update(self, params: dict[str, Tensor], delta: Params, optimizer, server_state: dict,
+                      updates: ClientUpdate) -> dict:
+        """Apply Δ to the server's parameters (torch Parameters, in place) and
+        return the new server state. Default: one optimizer step with `.grad = Δ`.
+        The optimizer must be stepped once per round (Lightning counts rounds by it)."""
+        for k, p in params.items():
+            p.grad = delta[k].to(p.dtype) if k in delta else None  # no Δ: nothing sent back for it
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return server_state
+
+    def bytes_exchanged(self, sent: Params, updates: ClientUpdate) -> tuple[int, int]:
+        """(down, up) bytes per client: what was broadcast and what one client sent back."""
+        one = tree_map(lambda t: t[0], (updates.delta, updates.extra))  # the first client's share
+        return nbytes(sent), nbytes(one)
 
     # -- personalization -----------------------------------------------------
-    def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int,
-              max_batches: int, on_epoch) -> None:
+    def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int, on_epoch) -> None:
         """Personalize on a client's training data for `epochs` epochs, calling
         on_epoch(e, model_params_e) after each epoch (the personalization curve).
 
         `params` is the server's whole state (what `init_global` built, e.g. with
         Meta-SGD's learning rates); the model starts from `model_params(params)`.
         Default: local training of the whole model with the client optimizer."""
-        local.train_by_epoch(self.model_params(params), data, key, epochs, max_batches, on_epoch)
+        local.train_by_epoch(self.model_params(params), data, key, epochs, on_epoch)
 
 
 def model_delta(before: Params, after: Params) -> Params:

@@ -29,10 +29,7 @@ class FedSGD(Algorithm):
     def __post_init__(self):
         check(isinstance(self.full_batch, bool), "algorithm.full_batch", self.full_batch, "true or false")
 
-    def num_steps(self, local, n):
-        return torch.ones_like(n)
-
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         if self.full_batch:
             g, loss = local.grad(params, local.full_batch(data), key)
         else:  # the same batch and dropout key as the first step of FedAvg / Reptile
@@ -50,11 +47,12 @@ class FedAvg(Algorithm):
     def __post_init__(self):
         check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs, "an integer >= 1")
 
-    def num_steps(self, local, n):
-        return self.local_epochs * local.batches_per_epoch(n)
+    def steps(self, local):
+        """E epochs: a count per client, from its number of examples."""
+        return lambda n: self.local_epochs * local.batches_per_epoch(n)
 
-    def client_update(self, local, params, data, key, max_steps, state=None):
-        new, loss = local.train(params, data, key, self.num_steps(local, data.n), max_steps)
+    def client_update(self, local, params, data, key, state=None):
+        new, loss = local.train(params, data, key, self.steps(local))
         return ClientUpdate(model_delta(params, new), examples_weight(data), {"loss": loss})
 
 
@@ -66,9 +64,6 @@ class Reptile(Algorithm):
     def __post_init__(self):
         check(is_int(self.local_steps) and self.local_steps >= 1, "algorithm.local_steps", self.local_steps, "an integer >= 1")
 
-    def num_steps(self, local, n):
-        return torch.full_like(n, self.local_steps)
-
-    def client_update(self, local, params, data, key, max_steps, state=None):
-        new, loss = local.train(params, data, key, self.num_steps(local, data.n), max_steps)
+    def client_update(self, local, params, data, key, state=None):
+        new, loss = local.train(params, data, key, self.local_steps)
         return ClientUpdate(model_delta(params, new), uniform_weight(data), {"loss": loss})

@@ -78,9 +78,6 @@ class FedMeta(Algorithm):
         return [(names, {"lr": self.outer_lr})]
 
     # -- one client --------------------------------------------------------------
-    def num_steps(self, local, n):
-        return torch.ones_like(n)
-
     def adapted(self, task, theta: Params, lrs, batch, key) -> Params:
         x, y, mask = batch
         for i in range(self.inner_steps):
@@ -90,7 +87,7 @@ class FedMeta(Algorithm):
             theta = sgd(theta, g, lrs)
         return theta
 
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         task = local.task
         support, query = split_support_query(data, rng.fold(key, 1), self.support_fraction)
         xs, ys, ms = sample_batch(support, rng.fold(key, 2), self.batch_size)
@@ -111,7 +108,7 @@ class FedMeta(Algorithm):
         return ClientUpdate(delta, uniform_weight(data), {"loss": loss.detach()})
 
     # -- personalization -----------------------------------------------------------
-    def adapt(self, local, params, data, key, epochs, max_batches, on_epoch) -> None:
+    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
         theta, lrs = self.model_params(params), self.rates(params)
         batch = local.full_batch(data)
         for e in range(epochs):

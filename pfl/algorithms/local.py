@@ -1,11 +1,11 @@
 """Local training on one client: minibatches, the step loop, the client optimizer.
 
 Written once for every algorithm. All functions take one client's padded data
-(`ClientData` with `n` real examples) and are pure, so the engine can run them
-per client or vmapped over a cohort. Loop bounds (`max_steps`) are Python ints
-computed by the engine for the whole cohort; a client with fewer steps treats
-the extra ones as no-ops (`torch.where`), which keeps every client's result
-identical between the two backends.
+(`ClientData` with `n` real examples) and are pure, so the backend can run them
+per client or vmapped over a cohort. Steps run on the backend's `StepLoop`
+(`local.loop`, set by `Backend.map`): a client with fewer steps than the
+chunk's largest treats the extra ones as no-ops, which keeps every client's
+result identical between the two backends.
 
 Minibatches: epoch e visits the client's examples in the order
 `rng.permutation(fold(key, e))`, in batches of `batch_size`; the last batch of
@@ -14,7 +14,7 @@ an epoch may be short (masked). Step s belongs to epoch s // batches_per_epoch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -23,22 +23,29 @@ from torch.func import grad_and_value
 
 from pfl import rng
 from pfl.data.federated import ClientData
+from pfl.execution import Count, StepLoop
 from pfl.task import Params, Task
 
 LossFn = Callable[[Params, Tensor, Tensor, Tensor, Tensor], Tensor]
-
-
-def where_tree(cond: Tensor, new, old):
-    """Elementwise choice between two dicts (nested) of tensors."""
-    if isinstance(new, dict):
-        return {k: where_tree(cond, new[k], old[k]) for k in new}
-    return torch.where(cond, new, old)
 
 
 @dataclass
 class LocalTrainer:
     task: Task
     opt: object  # a client optimizer from pfl.optim
+    loop: StepLoop | None = None  # the backend's step loop for this client / chunk (None: the client's own count)
+
+    def using(self, loop: StepLoop) -> "LocalTrainer":
+        """This trainer running its steps on `loop` (what the backend hands each client function)."""
+        return replace(self, loop=loop)
+
+    def with_opt(self, opt) -> "LocalTrainer":
+        """The same trainer (and loop) with another client optimizer."""
+        return replace(self, opt=opt)
+
+    def steps_loop(self, data: ClientData) -> StepLoop:
+        # outside a backend (direct calls on one client): loop to the client's own count
+        return self.loop if self.loop is not None else StepLoop(data.n)
 
     @property
     def batch_size(self) -> int:
@@ -82,28 +89,27 @@ class LocalTrainer:
         params: Params,
         data: ClientData,
         key: Tensor,
-        num_steps: Tensor,
-        max_steps: int,
+        steps: Count,
         loss: LossFn | None = None,
-        first_step: int = 0,
     ) -> tuple[Params, Tensor]:
-        """Run `num_steps` client-optimizer steps; returns (params, mean loss).
+        """`steps` client-optimizer steps on the minibatches of steps 0, 1, ...;
+        returns (params, mean loss). `steps` is a number or a function of the
+        client's example count (FedAvg: E · batches_per_epoch).
 
         `loss` (default: the task's cross-entropy) lets an algorithm train a
         subset of parameters or add a regularizer.
         """
-        state = self.opt.init(params)
-        total = torch.zeros((), device=data.x.device)
-        for s in range(first_step, first_step + max_steps):
-            step = torch.as_tensor(s, device=data.x.device)
-            k = rng.fold(key, 1000 + s)
-            g, value = self.grad(params, self.batch(data, key, step), k, loss)
+
+        def step(carry, s):
+            params, state, total = carry
+            g, value = self.grad(params, self.batch(data, key, torch.as_tensor(s, device=data.x.device)),
+                                 rng.fold(key, 1000 + s), loss)
             new, new_state = self.opt.update(params, g, state)
-            active = step - first_step < num_steps
-            params = where_tree(active, new, params)
-            state = where_tree(active, new_state, state)
-            total = total + torch.where(active, value.detach(), torch.zeros_like(value))
-        return params, total / num_steps.clamp(min=1)
+            return new, new_state, total + value.detach()
+
+        start = (params, self.opt.init(params), torch.zeros((), device=data.x.device))
+        params, _, total = self.steps_loop(data)(start, step, steps, data.n)
+        return params, total / StepLoop.per_client(steps, data.n).clamp(min=1)
 
     def train_by_epoch(
         self,
@@ -111,26 +117,26 @@ class LocalTrainer:
         data: ClientData,
         key: Tensor,
         epochs: int,
-        max_batches: int,
         on_epoch: Callable[[int, Params], None],
         loss: LossFn | None = None,
     ) -> Params:
         """`epochs` epochs with one optimizer state throughout, calling
         on_epoch(e, params) after epoch e = 1..epochs. Takes exactly the steps
-        of `train(num_steps=epochs * batches_per_epoch)`; `max_batches` bounds
-        the batches of one epoch (the cohort's largest)."""
-        state = self.opt.init(params)
+        of `train(steps=epochs * batches_per_epoch)`."""
         nb = self.batches_per_epoch(data.n)
+        carry = (params, self.opt.init(params))
+        loop = self.steps_loop(data)
         for e in range(epochs):
-            for b in range(max_batches):
-                step = e * nb + b
-                g, _ = self.grad(params, self.batch(data, key, step), rng.fold(key, 1000 + step), loss)
-                new, new_state = self.opt.update(params, g, state)
-                active = b < nb
-                params = where_tree(active, new, params)
-                state = where_tree(active, new_state, state)
-            on_epoch(e + 1, params)
-        return params
+
+            def step(carry, b, _e=e):
+                params, state = carry
+                s = _e * nb + b
+                g, _ = self.grad(params, self.batch(data, key, s), rng.fold(key, 1000 + s), loss)
+                return self.opt.update(params, g, state)
+
+            carry = loop(carry, step, self.batches_per_epoch, data.n)
+            on_epoch(e + 1, carry[0])
+        return carry[0]
 
     def evaluate(self, params: Params, data: ClientData) -> tuple[Tensor, Tensor]:
         """(correct, counted) on all real examples of `data`."""

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, uniform_weight
-from pfl.algorithms.local import LocalTrainer
 from pfl.config_errors import check, is_int, is_number
 from pfl.optim import ClientSGD
 
@@ -36,15 +35,12 @@ class LocalOnly(Algorithm):
     def report_epochs(self) -> tuple[int, ...]:
         return (self.epochs,)
 
-    def broadcast(self, global_params, key):
+    def broadcast(self, global_params, key, server_state):
         return {}
 
-    def num_steps(self, local, n):
-        return torch.zeros_like(n)
-
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         return ClientUpdate({}, uniform_weight(data), {"loss": torch.zeros((), device=data.x.device)})
 
-    def adapt(self, local, params, data, key, epochs, max_batches, on_epoch) -> None:
-        trainer = LocalTrainer(local.task, ClientSGD(lr=self.lr, batch_size=local.batch_size))
-        trainer.train_by_epoch(self.model_params(params), data, key, epochs, max_batches, on_epoch)
+    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
+        trainer = local.with_opt(ClientSGD(lr=self.lr, batch_size=local.batch_size))
+        trainer.train_by_epoch(self.model_params(params), data, key, epochs, on_epoch)

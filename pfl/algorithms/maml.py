@@ -53,17 +53,14 @@ class _MetaAlgorithm(Algorithm):
         check(is_int(self.local_steps) and self.local_steps >= 0, "algorithm.local_steps", self.local_steps,
               "an integer >= 0 (0: FedSGD on one minibatch)")
 
-    def num_steps(self, local, n):
-        return torch.full_like(n, self.local_steps)
-
 
 @dataclass
 class FOMAML(_MetaAlgorithm):
     name: str = "fomaml"
 
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         k = self.local_steps
-        reached, inner = local.train(params, data, key, self.num_steps(local, data.n), k)
+        reached, inner = local.train(params, data, key, k)
         batch, dkey = query_batch(local, data, key, k)
         g, outer = local.grad(reached, batch, dkey)
         metrics = {"loss": outer.detach(), "inner_loss": inner}
@@ -74,13 +71,12 @@ class FOMAML(_MetaAlgorithm):
 class MAML(_MetaAlgorithm):
     name: str = "maml"
 
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         k = self.local_steps
-        steps = self.num_steps(local, data.n)
         batch, dkey = query_batch(local, data, key, k)
 
-        def meta_loss(p):
-            adapted, inner = local.train(p, data, key, steps, k)
+        def meta_loss(p):  # the K inner steps unrolled on the backend's loop, differentiated through
+            adapted, inner = local.train(p, data, key, k)
             x, y, mask = batch
             return local.task.loss(adapted, x, y, mask, dkey), inner
 

@@ -5,19 +5,14 @@
   the support set, the rest the query set; both are `ClientData` views of the
   same padded width, so they work under vmap like any client data.
 - `sample_batch`: a random minibatch of a client's data (or all of it).
-- `run_steps`: a masked step loop (loop bound from Python, per-client step
-  counts through torch.where), as in LocalTrainer.train.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from pfl import rng
-from pfl.algorithms.local import where_tree
 from pfl.data.federated import ClientData
 from pfl.task import Params
 
@@ -56,10 +51,3 @@ def sgd(params: Params, grads: Params, lr) -> Params:
         return {k: params[k] - lr[k] * grads[k] for k in params}
     return {k: params[k] - lr * grads[k] for k in params}
 
-
-def run_steps(carry, step: Callable[[object, int], object], num_steps: Tensor, max_steps: int):
-    """carry = step(carry, s) for s < num_steps (a per-client tensor), with a
-    Python loop of `max_steps` iterations; extra iterations are no-ops."""
-    for s in range(max_steps):
-        carry = where_tree(torch.as_tensor(s, device=num_steps.device) < num_steps, step(carry, s), carry)
-    return carry

@@ -29,8 +29,7 @@ from torch.func import grad, jvp
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
-from pfl.algorithms.local import LocalTrainer
-from pfl.algorithms.meta import run_steps, sgd, split_support_query
+from pfl.algorithms.meta import sgd, split_support_query
 from pfl.config_errors import check, is_int, is_number
 from pfl.optim import ClientSGD
 from pfl.task import Params
@@ -58,9 +57,6 @@ class PerFedAvg(Algorithm):
         check(self.support_fraction is None or (is_number(self.support_fraction) and 0 < self.support_fraction < 1),
               "algorithm.support_fraction", self.support_fraction, "null or a number in (0, 1)")
 
-    def num_steps(self, local, n):
-        return torch.full_like(n, self.local_steps)
-
     def meta_grad(self, local, theta: Params, batches, key):
         """(g, loss of the outer batch) for one local step."""
         task = local.task
@@ -72,7 +68,7 @@ class PerFedAvg(Algorithm):
             g = {k: g[k] - self.inner_lr * hv[k] for k in g}
         return g, loss
 
-    def client_update(self, local, params, data, key, max_steps, state=None):
+    def client_update(self, local, params, data, key, state=None):
         if self.support_fraction is None:
             support = query = data
         else:
@@ -87,12 +83,11 @@ class PerFedAvg(Algorithm):
             new, opt_state = local.opt.update(carry["params"], g, carry["opt"])
             return {"params": new, "opt": opt_state, "loss": carry["loss"] + loss.detach()}
 
-        steps = self.num_steps(local, data.n)
         carry = {"params": params, "opt": local.opt.init(params), "loss": torch.zeros((), device=data.x.device)}
-        carry = run_steps(carry, step, steps, max_steps)
+        carry = local.steps_loop(data)(carry, step, self.local_steps)
         return ClientUpdate(model_delta(params, carry["params"]), uniform_weight(data),
-                            {"loss": carry["loss"] / steps.clamp(min=1)})
+                            {"loss": carry["loss"] / self.local_steps})
 
-    def adapt(self, local, params, data, key, epochs, max_batches, on_epoch) -> None:
-        sgd_alpha = LocalTrainer(local.task, ClientSGD(lr=self.inner_lr, batch_size=local.batch_size))
-        sgd_alpha.train_by_epoch(self.model_params(params), data, key, epochs, max_batches, on_epoch)
+    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
+        sgd_alpha = local.with_opt(ClientSGD(lr=self.inner_lr, batch_size=local.batch_size))
+        sgd_alpha.train_by_epoch(self.model_params(params), data, key, epochs, on_epoch)

@@ -63,22 +63,21 @@ def _setup(case: str, device: torch.device):
 
 def _worker(case: str, backend: str, device: str, rounds: int) -> dict:
     from pfl import rng
-    from pfl.engine.backends import resolve_backend, run_clients
+    from pfl.engine.round import Server, cohort_keys, run_round
+    from pfl.execution import make_backend
 
     dev = torch.device(device)
     model, task, local, alg, data = _setup(case, dev)
-    params = task.init_params()
-    keys = torch.stack([rng.key(0, i) for i in range(len(data.n))]).to(dev)
-    steps = alg.num_steps(local, data.n)
+    params = {k: torch.nn.Parameter(v) for k, v in task.init_params().items()}
+    server = Server(params, torch.optim.SGD(params.values(), lr=1.0))
+    runner = make_backend(backend, model, dev)
+    keys = cohort_keys(0, 0, torch.arange(len(data.n))).to(dev)
 
     def one_round():
-        out = run_clients(lambda p, d, k, m, s: alg.client_update(local, p, d, k, m, s), params, data, keys, steps,
-                          backend)
-        w = out.weight / out.weight.sum()
-        agg = {k: torch.einsum("c,c...->...", w, v) for k, v in out.delta.items()}
+        out = run_round(alg, local, runner, server, data, keys, rng.key(0, 0, 1).to(dev))
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        return agg
+        return out
 
     one_round()  # warm-up
     if dev.type == "cuda":
@@ -92,7 +91,7 @@ def _worker(case: str, backend: str, device: str, rounds: int) -> dict:
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return {"case": case, "backend": backend, "device": device, "median_s": statistics.median(times),
             "min_s": min(times), "rounds": rounds, "peak_mb": peak / 2**20,
-            "auto_picks": resolve_backend("auto", model, dev), "threads": torch.get_num_threads()}
+            "auto_picks": make_backend("auto", model, dev).kind, "threads": torch.get_num_threads()}
 
 
 def main() -> None:

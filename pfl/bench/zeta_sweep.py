@@ -1,4 +1,4 @@
-"""ζ sweep of AFML and its baselines (docs/README_paper2.md, "Measurements").
+"""ζ sweep of AFML and its baselines (experiments/afml/README.md, "Measurements").
 
     python -m pfl.bench.zeta_sweep synthetic out.jsonl rounds=50 eval_every=10 \
         personalization.train_clients=0 personalization.local_baseline=true

@@ -1,42 +1,44 @@
 """The LightningModule: one `training_step` is one communication round.
 
 Lightning drives the rounds (progress bar, loggers, devices, checkpoint
-save/restore); this module owns the federated loop and knows no particular
-algorithm. Per round:
+save/restore); the round itself is `pfl.engine.round.run_round`, and this
+module only schedules it and knows no particular algorithm. Per round:
 
-    cohort ids (seeded by seed and round)  ->  padded cohort tensors on device
-    ->  run_clients(algorithm.client_update) over the cohort (vmap or loop)
-    ->  weighted mean of the clients' Δ  ->  server optimizer step with .grad = Δ
+    cohort ids (seeded by seed and round) -> algorithm.client_data (padded, on device)
+    -> run_round: broadcast, backend.map(client_update), aggregate, server_update
+    -> per-client state written back, bytes and metrics logged
 
 A run is a list of stages (one for most algorithms; Personalized FedAvg has
 two), each with its own algorithm, server optimizer and number of rounds.
-Every `eval_every` rounds and at the end the held-out clients (and a fixed
-sample of training clients) are personalized and evaluated.
+Every `eval_every` rounds, at each stage's end and at the end the held-out
+clients (and a fixed sample of training clients) are personalized and
+evaluated.
 
-Costs are measured, not estimated: bytes from the tensors actually sent
-(`algorithm.broadcast`) and received (the clients' Δ), and FLOPs of the first
-round of each stage with torch's FlopCounterMode (`flops_per_round`).
+Costs are measured, not estimated: bytes from the tensors actually exchanged
+(`algorithm.bytes_exchanged`), and FLOPs of the first round of each stage with
+torch's FlopCounterMode (`flops_per_round`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
-from pfl.engine.backends import run_clients
+from pfl.engine.round import Server, cohort_keys, run_round
 from pfl.evaluation.fairness import beats_local, local_reference
 from pfl.evaluation.personalize import PersonalizationResult, personalize
+from pfl.evaluation.settings import PersonalizationSettings
+from pfl.execution import Backend
 
 
 @dataclass
@@ -44,25 +46,7 @@ class Stage:
     algorithm: Algorithm
     server_opt: Callable  # partial torch optimizer: f(param_groups) -> Optimizer
     rounds: int
-    name: str = ""
-
-
-@dataclass
-class EvalSettings:
-    epochs: list[int] = field(default_factory=lambda: [1, 5])  # k to report
-    curve_epochs: int = 10  # personalization curve runs k = 0..max(curve_epochs, max(epochs))
-    heldout_clients: int | None = None  # None: all held-out clients
-    train_clients: int = 50  # sample of training clients (seen clients)
-    chunk_size: int | None = 64
-    target_accuracy: float = 0.8
-    local_baseline: bool = False  # also train each held-out client alone (pfl.evaluation.fairness)
-    local_epochs: int = 200
-    local_lr: float = 0.005
-    local_cache_dir: str | None = None  # reuse local-only accuracies across runs (same data, model init, settings)
-
-
-def _nbytes(params: dict[str, Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in params.values())
+    name: str
 
 
 class FederatedModule(pl.LightningModule):
@@ -74,37 +58,44 @@ class FederatedModule(pl.LightningModule):
         local: LocalTrainer,
         personalize_local: LocalTrainer,
         clients_per_round: int,
-        backend: str,
-        eval_settings: EvalSettings,
+        backend: Backend,
+        personalization: PersonalizationSettings,
         eval_every: int,
         seed: int,
-        chunk_size: int | None = None,
+        eval_chunk_size: int | None = 64,
+        local_cache_dir: str | None = None,
         on_evaluation: Callable[[int, dict, dict], None] | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
         self.data = data
         self.model = model
+        for s in stages:  # an algorithm may fix its own number of rounds (centralized: its epochs)
+            s.rounds = s.algorithm.rounds if s.algorithm.rounds is not None else s.rounds
         self.stages = stages
         self.local = local
         self.personalize_local = personalize_local
         self.clients_per_round = clients_per_round
         self.backend = backend
-        self.eval = eval_settings
+        self.personalization = personalization
+        self.eval_chunk_size = eval_chunk_size
+        self.local_cache_dir = local_cache_dir
         self.eval_every = eval_every
         self.seed = seed
-        self.chunk_size = chunk_size
         self.on_evaluation = on_evaluation
         self.total_rounds = sum(s.rounds for s in stages)
         # epochs an algorithm reports at (FedAvg-FT's K) join the requested ones
-        extra = {k for s in stages for k in s.algorithm.report_epochs}
-        self.eval.epochs = sorted(set(self.eval.epochs) | extra)
+        extra = [k for s in stages for k in s.algorithm.report_epochs]
+        self.report_epochs = personalization.report_epochs(extra)
+        self.curve_epochs = personalization.curve_length(extra)
         first = stages[0].algorithm
         # the server's parameters: the model's, or the algorithm's own (AFML's Gaussian encoder)
         init = first.init_global(local.task.init_params())
         self.global_params = nn.ParameterDict({_safe(k): nn.Parameter(v) for k, v in init.items()})
         self._names = {_safe(k): k for k in init}
-        state = first.init_client_state(init) if first.has_client_state else None
+        # each stage's algorithm state on the server (checkpointed)
+        self.server_states = [s.algorithm.init_server_state(init) for s in stages]
+        state = first.init_client_state(init)
         self.client_state = None
         self._state_names: dict[str, str] = {}
         if state is not None:  # one slot per training client, stacked
@@ -135,12 +126,11 @@ class FederatedModule(pl.LightningModule):
 
     def configure_optimizers(self):
         opts = []
+        names = list(self._names.values())
         for s in self.stages:
-            names = list(self._names.values())
-            groups = []
-            for group_names, overrides in s.algorithm.param_groups(names):
-                groups.append({"params": [self.global_params[_safe(n)] for n in group_names], **overrides})
-            opts.append(s.server_opt(groups))
+            groups = [{"params": [self.global_params[_safe(n)] for n in group_names], **overrides}
+                      for group_names, overrides in s.algorithm.param_groups(names)]
+            opts.append(s.algorithm.server_optimizer(groups, s.server_opt))
         return opts
 
     def setup(self, stage: str) -> None:
@@ -163,53 +153,33 @@ class FederatedModule(pl.LightningModule):
         stage = self.stages[si]
         alg = stage.algorithm
         if si > 0 and r == sum(s.rounds for s in self.stages[:si]):
-            self.print(f"round {r}: stage {si} ({stage.name or alg.name}) begins")
+            self.print(f"round {r}: stage {si} ({stage.name}) begins")
         opts = self.optimizers()
         opt = opts[si] if isinstance(opts, list) else opts
 
-        ids = self.cohort(r).to(self.device)
-        data = self.data.train.train.gather(ids)
-        keys = torch.stack([rng.key(self.seed, r, int(i)) for i in ids]).to(self.device)
-        theta = self.params()
-        sent = alg.broadcast(theta, rng.key(self.seed, r, 0x5E4D).to(self.device))
-        steps = alg.num_steps(self.local, data.n)
+        data, ids = alg.client_data(self.data.train.train, self.cohort(r).to(self.device))
+        keys = cohort_keys(self.seed, r, ids).to(self.device)
         state = None
         if self.client_state is not None:
             state = {self._state_names[k]: v[ids] for k, v in self.client_state.items()}
         self.model.train()
-
-        def client(p, d, k, max_steps, st):
-            return alg.client_update(self.local, p, d, k, max_steps, st)
-
-        with torch.no_grad():
-            detached = {k: v.detach() for k, v in sent.items()}
-        stage_name = stage.name or alg.name
-        if stage_name not in self.flops:  # measure the stage's first round
-            with FlopCounterMode(display=False) as counter:
-                out = run_clients(client, detached, data, keys, steps, self.backend, state, self.chunk_size)
-            self.flops[stage_name] = int(counter.get_total_flops())
-        else:
-            out = run_clients(client, detached, data, keys, steps, self.backend, state, self.chunk_size)
-        w = out.weight / out.weight.sum().clamp(min=1e-12)
-        with torch.no_grad():
-            for k, p in self.global_params.items():
-                if self._names[k] not in out.delta:  # nothing sent back for it (local-only training)
-                    continue
-                d = out.delta[self._names[k]]
-                p.grad = torch.einsum("c,c...->...", w.to(d.dtype), d).to(p.dtype)
-            if state is not None and out.state:
+        server = Server(self.params(), opt, self.server_states[si])
+        out = run_round(alg, self.local, self.backend, server, data, keys,
+                        rng.key(self.seed, r, 0x5E4D).to(self.device), state,
+                        count_flops=stage.name not in self.flops)  # measure the stage's first round
+        self.server_states[si] = server.state
+        if out.flops is not None:
+            self.flops[stage.name] = out.flops
+        if out.client_state is not None:
+            with torch.no_grad():
                 for k, v in self.client_state.items():
-                    v[ids] = out.state[self._state_names[k]].to(v.dtype)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+                    v[ids] = out.client_state[self._state_names[k]].to(v.dtype)
         self.round += 1
 
-        down = _nbytes(sent) * len(ids)
-        up = _nbytes({k: v[0] for k, v in out.delta.items()}) * len(ids)
-        self.bytes_total["down"] += down
-        self.bytes_total["up"] += up
-        metrics = {f"train/{k}": float(v.float().mean()) for k, v in out.metrics.items()}
-        metrics.update({"round": r + 1, "stage": si, "bytes/down": down, "bytes/up": up})
+        self.bytes_total["down"] += out.bytes_down
+        self.bytes_total["up"] += out.bytes_up
+        metrics = {f"train/{k}": v for k, v in out.metrics.items()}
+        metrics.update({"round": r + 1, "stage": si, "bytes/down": out.bytes_down, "bytes/up": out.bytes_up})
         if not all(math.isfinite(v) for v in metrics.values()):
             raise FloatingPointError(f"round {r + 1}: non-finite training metric {metrics}")
         self.log("loss", metrics.get("train/loss", float("nan")), prog_bar=True, on_step=True, logger=False)
@@ -224,12 +194,11 @@ class FederatedModule(pl.LightningModule):
             clients = torch.arange(len(pop))
         alg = self.stages[self.stage_index(max(int(self.round) - 1, 0))].algorithm
         params = {k: v.detach() for k, v in self.params().items()}  # the server's state; adapt reads the model from it
-        epochs = max(self.eval.curve_epochs, max(self.eval.epochs, default=0))
         self.model.train()
         return personalize(
-            alg, self.personalize_local, params, pop, clients.to(self.device), epochs,
+            alg, self.personalize_local, params, pop, clients.to(self.device), self.curve_epochs,
             rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
-            self.backend, self.eval.chunk_size,
+            self.backend, self.eval_chunk_size,
         )
 
     def local_reference(self, population: str, clients: Tensor) -> Tensor:
@@ -237,19 +206,21 @@ class FederatedModule(pl.LightningModule):
         `local` algorithm's personalization from the initial model). It does
         not depend on the server's model: computed once per run (and cached
         on disk across runs when `local_cache_dir` is set)."""
+        p = self.personalization
         key = (population, tuple(int(c) for c in clients))
         if key not in self._local_reference:
             init = {k: v.detach() for k, v in self.local.task.init_params().items()}
             self._local_reference[key] = local_reference(
                 self.personalize_local, init, getattr(self.data, population), clients.to(self.device),
-                self.eval.local_epochs, self.eval.local_lr, rng.key(self.seed, 0xE7A1, 3).to(self.device),
-                self.backend, self.eval.chunk_size, self.eval.local_cache_dir,
+                p.local_epochs, p.local_lr, rng.key(self.seed, 0xE7A1, 3).to(self.device),
+                self.backend, self.eval_chunk_size, self.local_cache_dir,
             )
         return self._local_reference[key]
 
     def eval_clients(self, population: str) -> Tensor:
         n = len(getattr(self.data, population))
-        limit = self.eval.heldout_clients if population == "heldout" else self.eval.train_clients
+        p = self.personalization
+        limit = p.heldout_clients if population == "heldout" else p.train_clients
         if limit is None or limit >= n:
             return torch.arange(n)
         g = torch.Generator().manual_seed(int(rng.key(self.seed, 0x5A3E, len(population))))
@@ -263,18 +234,18 @@ class FederatedModule(pl.LightningModule):
             if len(clients) == 0:
                 continue
             res = self.personalize(pop, clients)
-            if pop == "heldout" and self.eval.local_baseline:
+            if pop == "heldout" and self.personalization.local_baseline:
                 res.local_accuracy = self.local_reference(pop, clients)
-                for k, frac in beats_local(res, self.eval.epochs).items():
+                for k, frac in beats_local(res, self.report_epochs).items():
                     row[f"{pop}/beats_local_{k}"] = frac
                 row[f"{pop}/local_accuracy"] = float(res.local_accuracy[res.num_test > 0].mean())
             results[pop] = res
             curve = res.mean_accuracy()
             row[f"{pop}/initial_accuracy"] = float(curve[0])
-            for k in self.eval.epochs:
+            for k in self.report_epochs:
                 row[f"{pop}/personalized_accuracy_{k}"] = float(curve[k])
             acc = res.accuracy
-            last = max(self.eval.epochs, default=0)
+            last = max(self.report_epochs, default=0)
             valid = res.num_test > 0
             row[f"{pop}/fraction_worse_after_{last}"] = float((acc[valid, last] < acc[valid, 0]).double().mean())
             row[f"{pop}/curve"] = [float(c) for c in curve]
@@ -301,6 +272,7 @@ class FederatedModule(pl.LightningModule):
             "flops": dict(self.flops),
             "rng": {"torch": torch.get_rng_state()},
             "param_names": dict(self._names),
+            "server_states": self.server_states,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -308,6 +280,8 @@ class FederatedModule(pl.LightningModule):
         self.history = list(extra.get("history", []))
         self.bytes_total = dict(extra.get("bytes_total", {"down": 0, "up": 0}))
         self.flops = dict(extra.get("flops", {}))
+        if "server_states" in extra:
+            self.server_states = list(extra["server_states"])
         if "rng" in extra:
             torch.set_rng_state(extra["rng"]["torch"])
 

@@ -41,18 +41,18 @@ def _local_baseline(row: dict) -> dict | None:
 
 
 def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -> dict:
-    epochs = list(module.eval.epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
+    epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
     row = module.history[-1] if module.history else {}
     target = float(cfg.personalization.target_accuracy)
     held = _population_summary(row, "heldout", epochs)
     rounds = module.total_rounds
-    names = [s.name or s.algorithm.name for s in module.stages]
+    names = [s.name for s in module.stages]
     return {
         "algorithm": "+".join(names),
         "dataset": cfg.dataset.name,
         "model": cfg.model._target_.rsplit(".", 1)[-1],
         "rounds": rounds,
-        "stages": [{"name": s.name or s.algorithm.name, "rounds": s.rounds} for s in module.stages],
+        "stages": [{"name": s.name, "rounds": s.rounds} for s in module.stages],
         "clients_per_round": cfg.clients_per_round,
         "seed": cfg.seed,
         "zeta": cfg.zeta,
@@ -74,7 +74,7 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
             "up_per_round": module.bytes_total["up"] / max(rounds, 1),
         },
         "flops_per_round": dict(module.flops),  # stage -> FLOPs of its first round (cohort total, FlopCounterMode)
-        "flops_total_estimate": sum(module.flops.get(s.name or s.algorithm.name, 0) * s.rounds for s in module.stages),
+        "flops_total_estimate": sum(module.flops.get(s.name, 0) * s.rounds for s in module.stages),
         "local_baseline": _local_baseline(row),
         "backend": backend,
         "device": str(device),

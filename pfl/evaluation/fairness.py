@@ -49,7 +49,7 @@ def local_reference(
     epochs: int,
     lr: float,
     key: Tensor,
-    backend: str,
+    backend,
     chunk_size: int | None,
     cache_dir: str | os.PathLike | None = None,
 ) -> Tensor:

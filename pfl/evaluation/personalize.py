@@ -19,7 +19,6 @@ from pfl import rng
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import Population
-from pfl.engine.backends import run_clients
 from pfl.task import Params
 
 
@@ -63,20 +62,21 @@ def personalize(
     clients: Tensor,
     epochs: int,
     key: Tensor,
-    backend: str,
+    backend,
     chunk_size: int | None = 64,
 ) -> PersonalizationResult:
     """Initial and personalized accuracy (k = 0..epochs) for `clients` of `population`.
 
     `params` is the server's state; the initial model is `algorithm.model_params(params)`.
+    `backend` is a `pfl.execution.Backend`; `chunk_size` clients are gathered at a time.
     """
 
-    def one(p, data, k, max_batches, _state):
+    def one(p, data, k, _state, loop):
         train, test = data
-        initial, counted = local.evaluate(algorithm.model_params(p), test)
+        trainer = local.using(loop)
+        initial, counted = trainer.evaluate(algorithm.model_params(p), test)
         correct = [initial]
-        algorithm.adapt(local, p, train, k, epochs, max_batches,
-                        lambda e, pe: correct.append(local.evaluate(pe, test)[0]))
+        algorithm.adapt(trainer, p, train, k, epochs, lambda e, pe: correct.append(trainer.evaluate(pe, test)[0]))
         return torch.stack(correct), counted
 
     chunk = chunk_size or len(clients)
@@ -86,7 +86,7 @@ def personalize(
         train = population.train.gather(ids)
         test = population.test.gather(ids)
         keys = torch.stack([rng.fold(key, int(i)) for i in ids]).to(train.x.device)
-        c, n = run_clients(one, params, (train, test), keys, local.batches_per_epoch(train.n), backend)
+        c, n = backend.map(one, params, (train, test), keys)
         correct.append(c)
         counts.append(n)
     return PersonalizationResult(

@@ -10,7 +10,8 @@ from pfl.algorithms.afml import MU, NOISE_KEY, RHO, gaussian_kl, normal_like
 from pfl.algorithms.local import LocalTrainer
 from pfl.algorithms.meta import sample_batch, split_support_query
 from pfl.data.synthetic import load_synthetic
-from pfl.engine.backends import run_clients
+from pfl.engine.round import client_updates
+from pfl.execution import Backend
 from pfl.models.mlp import MLP
 from pfl.optim import ClientSGD
 from pfl.run import train
@@ -54,9 +55,9 @@ def test_gradients_reach_mu_and_rho_through_the_reparameterization():
     """With α = 0 the τ-gradient is the θt-gradient through θt = θu + softplus(ρ)·ε:
     ∂/∂θu = g, ∂/∂ρ = g · ε · sigmoid(ρ), and both are nonzero."""
     alg, local, state, cohort = _setup(alpha=0.0)
-    sent = alg.broadcast(state, rng.key(9))
+    sent = alg.broadcast(state, rng.key(9), {})
     client = type(cohort)(cohort.x[0], cohort.y[0], cohort.n[0])
-    up = alg.client_update(local, sent, client, rng.key(1), 1)
+    up = alg.client_update(local, sent, client, rng.key(1))
     enc = [k[len(MU):] for k in state if k.startswith(MU)]
     eps = normal_like(sent[NOISE_KEY], {k: state[MU + k] for k in enc})
     for k in enc:
@@ -69,10 +70,10 @@ def test_gradients_reach_mu_and_rho_through_the_reparameterization():
 def test_tau_gradient_matches_finite_differences():
     """The whole g_g = ∇_τ [L_q + α·L_TOFF] (second order through the inner step) in float64."""
     alg, local, state, cohort = _setup(torch.float64, alpha=0.5, beta=2.0, inner_steps=2)
-    sent = alg.broadcast(state, rng.key(9))
+    sent = alg.broadcast(state, rng.key(9), {})
     client = type(cohort)(cohort.x[1], cohort.y[1], cohort.n[1])
     key = rng.key(3)
-    up = alg.client_update(local, sent, client, key, 1)
+    up = alg.client_update(local, sent, client, key)
     hs = alg.split(local.task)
     head = {k: v for k, v in state.items() if k.startswith("head.")}
     mu = {k[len(MU):]: v for k, v in state.items() if k.startswith(MU)}
@@ -102,14 +103,11 @@ def test_tau_gradient_matches_finite_differences():
 
 def test_afml_vmap_equals_sequential():
     alg, local, state, cohort = _setup(mc_samples=2)
-    sent = alg.broadcast(state, rng.key(9))
+    sent = alg.broadcast(state, rng.key(9), {})
     keys = torch.stack([rng.key(0, i) for i in range(4)])
 
-    def fn(p, d, k, m, s):
-        return alg.client_update(local, p, d, k, m, s)
-
-    a = run_clients(fn, sent, cohort, keys, alg.num_steps(local, cohort.n), "vmap")
-    b = run_clients(fn, sent, cohort, keys, alg.num_steps(local, cohort.n), "sequential")
+    a = client_updates(alg, local, Backend("vmap"), sent, cohort, keys)
+    b = client_updates(alg, local, Backend("sequential"), sent, cohort, keys)
     for k in a.delta:
         torch.testing.assert_close(a.delta[k], b.delta[k], rtol=1e-5, atol=1e-6)
 

@@ -37,7 +37,7 @@ def test_equation_5_fedavg_is_fedsgd_plus_fomaml(batch_size):
     data = _cohort([12, 12, 12])  # equal sizes: FedAvg's example weights are equal weights
     local = LocalTrainer(task, ClientSGD(lr=0.1, batch_size=batch_size))
     fedavg = FedAvg(local_epochs=2)
-    k = int(fedavg.num_steps(local, data.n)[0])
+    k = int(fedavg.steps(local)(data.n)[0])
     assert k == 2 * 12 // batch_size
     lhs = _aggregate(_run(fedavg, local, params, data))
     rhs = _aggregate(_run(FedSGD(full_batch=False), local, params, data))
@@ -108,8 +108,8 @@ def test_maml_meta_gradient_equals_double_backward_of_unrolled_loop():
     key = rng.key(7, 0)
     lr, k = 0.5, 3
     local = LocalTrainer(task, ClientSGD(lr=lr, batch_size=4))
-    maml = MAML(local_steps=k).client_update(local, params, one, key, k)
-    fomaml = FOMAML(local_steps=k).client_update(local, params, one, key, k)
+    maml = MAML(local_steps=k).client_update(local, params, one, key)
+    fomaml = FOMAML(local_steps=k).client_update(local, params, one, key)
     expected = _unrolled_meta_gradient(task, params, one, key, lr, k)
     for n in params:
         torch.testing.assert_close(maml.delta[n] / lr, expected[n], rtol=1e-4, atol=1e-6)

@@ -8,7 +8,8 @@ from pfl.algorithms import FedAvg
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.augment import RandomCropFlip, flag_permuted_clients
 from pfl.data.federated import FederatedData, Population
-from pfl.engine.backends import run_clients
+from pfl.engine.round import client_updates
+from pfl.execution import Backend
 from pfl.optim import ClientSGD
 from pfl.task import Task
 
@@ -93,17 +94,12 @@ def test_vmap_equals_sequential_with_augmentation():
     params = local.task.init_params()
     cohort = data.train.train.gather(torch.arange(4))
     keys = torch.stack([rng.key(0, i) for i in range(4)])
-    steps = alg.num_steps(local, cohort.n)
-
-    def fn(p, d, k, m, s):
-        return alg.client_update(local, p, d, k, m, s)
-
-    a = run_clients(fn, params, cohort, keys, steps, "vmap")
-    b = run_clients(fn, params, cohort, keys, steps, "sequential")
+    a = client_updates(alg, local, Backend("vmap"), params, cohort, keys)
+    b = client_updates(alg, local, Backend("sequential"), params, cohort, keys)
     for k in a.delta:
         torch.testing.assert_close(a.delta[k], b.delta[k], rtol=1e-5, atol=1e-6)
     # and augmentation changed the result of the flagged clients
-    c = run_clients(fn, params, cohort._replace(aug=None), keys, steps, "vmap")
+    c = client_updates(alg, local, Backend("vmap"), params, cohort._replace(aug=None), keys)
     moved = [not torch.allclose(a.delta["conv.weight"][i], c.delta["conv.weight"][i]) for i in range(4)]
     assert moved == [True, False, True, True]
 

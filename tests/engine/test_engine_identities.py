@@ -49,7 +49,7 @@ def test_server_sgd_lr1_over_fedavg_is_weighted_model_average():
     finals = []
     for i in range(3):
         d = ClientData(data.x[i, : data.n[i]], data.y[i, : data.n[i]], data.n[i])
-        new, _ = local.train(params, d, rng.key(0, i), alg.num_steps(local, d.n), int(alg.num_steps(local, d.n)))
+        new, _ = local.train(params, d, rng.key(0, i), alg.steps(local))
         finals.append(new)
     w = data.n.float() / data.n.sum()
     glob = {k: nn.Parameter(v.clone()) for k, v in params.items()}

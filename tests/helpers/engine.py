@@ -4,7 +4,9 @@ import torch
 
 from pfl import rng
 from pfl.data.federated import Population
-from pfl.engine.backends import run_clients
+from pfl.aggregate import weighted_mean
+from pfl.engine.round import client_updates
+from pfl.execution import Backend
 
 
 def cohort(sizes, dim=5, classes=3, seed=0):
@@ -19,11 +21,9 @@ def cohort(sizes, dim=5, classes=3, seed=0):
 def run_round(alg, local, params, data, backend="sequential", key_seed=0):
     """Every client's ClientUpdate (stacked) for one round of `alg`."""
     keys = torch.stack([rng.key(key_seed, i) for i in range(len(data.n))])
-    fn = lambda p, d, k, m, s: alg.client_update(local, p, d, k, m, s)  # noqa: E731
-    return run_clients(fn, params, data, keys, alg.num_steps(local, data.n), backend)
+    return client_updates(alg, local, Backend(backend), params, data, keys)
 
 
 def aggregate(out):
     """The server's weighted mean of the clients' Δ."""
-    w = out.weight / out.weight.sum()
-    return {k: torch.einsum("c,c...->...", w, v) for k, v in out.delta.items()}
+    return weighted_mean(out.delta, out.weight)

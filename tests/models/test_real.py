@@ -10,7 +10,8 @@ from pfl.algorithms.fedavg import FedAvg
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import ClientData
 from pfl.data.transforms import cifar_pixels, token_ids
-from pfl.engine.backends import run_clients
+from pfl.engine.round import client_updates
+from pfl.execution import Backend
 from pfl.models.cnn import SmallCNN
 from pfl.models.lstm import CharLSTM, LSTMLayer
 from pfl.models.resnet import ResNet18
@@ -60,14 +61,9 @@ def _vmap_vs_sequential(model, transform, ignore_index, data, atol=1e-5):
     local = LocalTrainer(task, ClientSGD(lr=0.1, batch_size=2))
     alg = FedAvg(local_epochs=1)
     keys = torch.stack([rng.key(0, 0, i) for i in range(len(data.n))])
-    steps = alg.num_steps(local, data.n)
     params = task.init_params()
-
-    def fn(p, d, k, s, st):
-        return alg.client_update(local, p, d, k, s, st)
-
-    seq = run_clients(fn, params, data, keys, steps, "sequential")
-    vec = run_clients(fn, params, data, keys, steps, "vmap")
+    seq = client_updates(alg, local, Backend("sequential"), params, data, keys)
+    vec = client_updates(alg, local, Backend("vmap"), params, data, keys)
     for k in params:
         torch.testing.assert_close(vec.delta[k], seq.delta[k], atol=atol, rtol=1e-4)
         assert seq.delta[k].abs().sum() > 0  # every parameter moved

@@ -11,7 +11,8 @@ from pfl.algorithms import APFL, FedMeta, PerFedAvg
 from pfl.algorithms.local import LocalTrainer
 from pfl.algorithms.perfedavg import hessian_vector_product
 from pfl.data.synthetic import load_synthetic
-from pfl.engine.backends import run_clients
+from pfl.engine.round import client_updates
+from pfl.execution import Backend
 from pfl.models.mlp import MLP
 from pfl.optim import ClientSGD
 from pfl.run import train
@@ -54,15 +55,11 @@ def test_baselines_vmap_equals_sequential(alg):
     cohort = data.train.train.gather(torch.arange(4))
     keys = torch.stack([rng.key(0, i) for i in range(4)])
     state = None
-    if alg.has_client_state:
+    if alg.init_client_state(glob) is not None:
         state = {k: v.unsqueeze(0).repeat(4, *[1] * v.dim()) for k, v in alg.init_client_state(glob).items()}
 
-    def fn(p, d, k, m, s):
-        return alg.client_update(local, p, d, k, m, s)
-
-    steps = alg.num_steps(local, cohort.n)
-    a = run_clients(fn, glob, cohort, keys, steps, "vmap", state)
-    b = run_clients(fn, glob, cohort, keys, steps, "sequential", state)
+    a = client_updates(alg, local, Backend("vmap"), glob, cohort, keys, state)
+    b = client_updates(alg, local, Backend("sequential"), glob, cohort, keys, state)
     assert set(a.delta) == set(glob)
     for k in a.delta:
         torch.testing.assert_close(a.delta[k], b.delta[k], rtol=1e-5, atol=1e-6)
@@ -83,7 +80,7 @@ def test_metasgd_rates_are_learned_and_used_for_personalization():
     client = data.train.gather(torch.tensor([0]))
     client = type(client)(client.x[0], client.y[0], client.n[0])
     seen = []
-    alg.adapt(local, glob, client, rng.key(0), 2, 1, lambda e, p: seen.append(p))
+    alg.adapt(local, glob, client, rng.key(0), 2, lambda e, p: seen.append(p))
     # zero learned rates: personalization does not move the model
     assert all(torch.equal(p[k], glob[k]) for p in seen for k in p)
 

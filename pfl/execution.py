@@ -1,0 +1,181 @@
+"""How per-client functions run over a cohort: the backends and the one step loop.
+
+A `Backend` is chosen once from the config (`make_backend`) and handed to
+whoever runs clients: the round (pfl.engine.round) and the personalization
+evaluation (pfl.evaluation). `Backend.map(fn, shared, data, keys, state)`
+calls `fn(shared, data_i, key_i, state_i, loop)` for every client and stacks
+the results along a leading client axis.
+
+- `vmap`: one vectorized call per chunk of clients (torch.func.vmap,
+  randomness="different"); every client of a chunk is padded to the chunk's
+  largest data.
+- `sequential`: a plain Python loop; each client sees only its own rows. It is
+  the reference the tests compare vmap against, and it is faster for conv nets
+  and LSTMs on a CPU.
+- `auto`: vmap on accelerators, and on a CPU for models made of dense layers
+  only; sequential on a CPU for models with convolutions or recurrences
+  (measured with `python -m pfl.bench.engine_round`).
+
+`loop` is a `StepLoop`: the only masked local-step loop in pfl. Algorithms say
+what one step does and how many steps a client takes (a number, or a function
+of the client's example count); the loop bound is the backend's business: the
+chunk's largest count under vmap (extra steps are masked no-ops, so every
+client's result equals its sequential one), the client's own count in the
+sequential backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_map
+
+BACKENDS = ("auto", "vmap", "sequential")
+
+#: a step count: the same for every client, or a function of the client's example count n
+Count = Union[int, Callable[[Tensor], Tensor]]
+
+
+def where_tree(cond: Tensor, new, old):
+    """Elementwise choice between two (nested) dicts / tuples of tensors."""
+    if isinstance(new, dict):
+        return {k: where_tree(cond, new[k], old[k]) for k in new}
+    if isinstance(new, (tuple, list)):
+        return type(new)(where_tree(cond, a, b) for a, b in zip(new, old))
+    return torch.where(cond, new, old)
+
+
+class StepLoop:
+    """carry = step(carry, s) for the s < count steps of each client.
+
+    `n` holds the (unbatched) example counts of the clients this loop serves:
+    a vmap chunk or one client. The Python loop runs to the largest count
+    among them; inside `fn` the client's own (possibly vmap-batched) count
+    masks the extra iterations.
+    """
+
+    def __init__(self, n: Tensor):
+        self.n = n.reshape(-1)
+
+    @staticmethod
+    def per_client(count: Count, n: Tensor) -> Tensor:
+        """The client's step count as a tensor (n: its example count)."""
+        if callable(count):
+            return count(n)
+        return torch.full_like(n, int(count))
+
+    def bound(self, count: Count) -> int:
+        if not callable(count):
+            return int(count)
+        return int(count(self.n).max()) if self.n.numel() else 0
+
+    def __call__(self, carry, step: Callable[[object, int], object], count: Count, n: Tensor | None = None):
+        """Run `step` count times from `carry`; `n` (the client's example count)
+        is needed when `count` is a function of it."""
+        bound = self.bound(count)
+        if not callable(count):  # the same count for every client: nothing to mask
+            for s in range(bound):
+                carry = step(carry, s)
+            return carry
+        limit = self.per_client(count, n)
+        for s in range(bound):
+            carry = where_tree(torch.as_tensor(s, device=limit.device) < limit, step(carry, s), carry)
+        return carry
+
+
+def _parts(data) -> tuple:
+    return (data,) if hasattr(data, "n") else tuple(data)
+
+
+def _rebuild(data, parts):
+    if hasattr(data, "n"):
+        return parts[0]
+    return type(data)(*parts) if hasattr(data, "_fields") else tuple(parts)
+
+
+def _aug(d, index):
+    return None if d.aug is None else d.aug[index]
+
+
+def _client(data, i: int):
+    """Client i's rows only (no padding beyond its own examples)."""
+    parts = [type(d)(d.x[i, : max(int(d.n[i]), 1)], d.y[i, : max(int(d.n[i]), 1)], d.n[i], _aug(d, i))
+             for d in _parts(data)]
+    return _rebuild(data, parts)
+
+
+def _chunk(data, sl: slice):
+    """Clients in `sl`, padded only to the largest of them."""
+    parts = []
+    for d in _parts(data):
+        width = max(int(d.n[sl].max()), 1)
+        parts.append(type(d)(d.x[sl, :width], d.y[sl, :width], d.n[sl], _aug(d, sl)))
+    return _rebuild(data, parts)
+
+
+def _stack(results: list):
+    return tree_map(lambda *xs: torch.stack(xs), *results)
+
+
+def _steps_n(data) -> Tensor:
+    """The example counts step loops count over: the first part's (the client's training data)."""
+    return _parts(data)[0].n
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Runs a per-client function over clients; `chunk_size` bounds one vmap call."""
+
+    kind: str = "sequential"
+    chunk_size: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("vmap", "sequential"):
+            raise ValueError(f"engine.backend={self.kind!r}: expected vmap or sequential here (auto is resolved by make_backend)")
+
+    def map(self, fn: Callable, shared, data, keys: Tensor, state=None):
+        """fn(shared, data_i, key_i, state_i, loop) for every client, stacked on dim 0.
+
+        `data` is padded cohort `ClientData` (or a tuple of them, e.g. train and
+        test); `state` (optional) a dict of tensors with a leading client axis."""
+        num = keys.shape[0]
+        if self.kind == "sequential":
+            out = []
+            for i in range(num):
+                st = None if state is None else tree_map(lambda t: t[i], state)
+                d = _client(data, i)
+                out.append(fn(shared, d, keys[i], st, StepLoop(_steps_n(d))))
+            return _stack(out)
+        chunk = self.chunk_size or num
+        out = []
+        for start in range(0, num, chunk):
+            sl = slice(start, min(start + chunk, num))
+            st = None if state is None else tree_map(lambda t: t[sl], state)
+            part = _chunk(data, sl)
+            loop = StepLoop(_steps_n(part))
+
+            def one(d, k, s, _loop=loop):
+                return fn(shared, d, k, s, _loop)
+
+            # optional fields (ClientData.aug) may be None: not batched
+            data_dims = tree_map(lambda t: None if t is None else 0, part, is_leaf=lambda t: t is None)
+            vf = torch.func.vmap(one, in_dims=(data_dims, 0, None if st is None else 0), randomness="different")
+            out.append(vf(part, keys[sl], st))
+        return out[0] if len(out) == 1 else tree_map(lambda *xs: torch.cat(xs), *out)
+
+
+def make_backend(name: str, model: nn.Module, device, chunk_size: int | None = None) -> Backend:
+    """The backend `engine.backend=name` selects for this model on this device."""
+    if name not in BACKENDS:
+        raise ValueError(f"engine.backend={name!r}: expected one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        name = "vmap"
+        if torch.device(device).type == "cpu":
+            heavy = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell)
+            # a module may declare itself heavy (pfl.models.lstm.LSTMLayer: an unrolled recurrence)
+            if any(isinstance(m, heavy) or getattr(m, "sequential_on_cpu", False) for m in model.modules()):
+                name = "sequential"
+    return Backend(name, chunk_size)

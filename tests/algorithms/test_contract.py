@@ -42,8 +42,9 @@ SETTINGS: dict[str, dict] = {
     "fedavg_ft": {"overrides": ["algorithm.finetune_epochs=3"]},  # reports k = K (10): a shorter curve
 }
 
-# the tiny run of tests.helpers, evaluated every round (metrics.csv then has a row per round)
-CONTRACT = {"eval_every": 1, "rounds": 4, "checkpoint_every": 2}
+# the tiny run of tests.helpers, evaluated every round (metrics.csv then has a row per round) on few clients
+CONTRACT = {"eval_every": 1, "rounds": 4, "checkpoint_every": 2, "personalization.heldout_clients": 4,
+            "personalization.train_clients": 2}
 CRASH_AT = 3  # after round 3; the last checkpoint is round 2 = half the run
 
 
@@ -66,9 +67,11 @@ def overrides(name: str, backend: str) -> list[str]:
             f"engine.backend={backend}"]
 
 
-def run(name: str, backend: str, run_dir: Path) -> Run:
-    cfg = compose_cfg(overrides(name, backend), tiny=False)
-    return Run(cfg, run_dir, train(cfg, run_dir))
+def run(name: str, backend: str, run_dir: Path, *extra: str) -> Run:
+    cfg = compose_cfg([*overrides(name, backend), *extra], tiny=False)
+    with pytest.MonkeyPatch.context() as mp:  # the run plots (PNG) are 40% of a tiny run and no check reads them
+        mp.setattr("pfl.run.write_run_plots", lambda run_dir: None, raising=False)
+        return Run(cfg, run_dir, train(cfg, run_dir))
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +92,7 @@ def resumed(algorithm, tmp_path_factory) -> Run:
         run(algorithm, "vmap", run_dir)
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert int(ckpt["state_dict"]["round"]) == CRASH_AT - 1
-    cfg = compose_cfg([*overrides(algorithm, "vmap"), "resume=true"], tiny=False)
-    return Run(cfg, run_dir, train(cfg, run_dir))
+    return run(algorithm, "vmap", run_dir, "resume=true")
 
 
 def _numbers(rows: list[dict]) -> list[dict]:

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -61,7 +62,8 @@ from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, uniform_weight
 from pfl.algorithms.head_split import HeadSplit
 from pfl.algorithms.meta import sample_batch, sgd, split_support_query
-from pfl.config_errors import check, is_int, is_number
+from pfl.config_errors import check
+from pfl.settings import integer, number, optional, setting, text
 from pfl.task import Params
 
 MU = "enc_mu."
@@ -90,34 +92,21 @@ def normal_like(key: Tensor, like: Params) -> Params:
 
 @dataclass
 class AFML(Algorithm):
-    head: str = "head"  # prefix of the head's parameter names
-    support_fraction: float = 0.8  # P
-    inner_lr: float = 0.1  # η
-    inner_steps: int = 1
-    head_lr: float = 0.1  # η1 (server)
-    encoder_lr: float = 0.1  # η2 (server)
-    alpha: float = 0.01  # weight of L_TOFF
-    beta: float = 0.01  # weight of L_CMPX inside L_TOFF
-    init_sigma: float = 0.001  # initial encoder weight std
-    mc_samples: int = 1  # client noise draws for L_ENC / L_CONS
-    z_noise: float = 0.01  # variance of the additive channel in L_CONS
-    batch_size: int | None = None  # support/query minibatch (null: the whole sets)
-    name: str = "afml"
+    head: str = setting("head", text("head"))  # prefix of the head's parameter names (emnist_cnn/small_cnn: fc2)
+    support_fraction: float = setting(0.8, number(gt=0, lt=1))  # P: support share of a client's examples
+    inner_lr: float = setting(0.1, number(gt=0))  # η: inner step on the head
+    inner_steps: int = setting(1, integer(ge=1))
+    head_lr: float = setting(0.1, number(gt=0))  # η1: server lr of the head
+    encoder_lr: float = setting(0.1, number(gt=0))  # η2: server lr of τ = (θu, ρ)
+    alpha: float = setting(0.01, number(ge=0))  # weight of L_TOFF
+    beta: float = setting(0.01, number(ge=0))  # weight of L_CMPX inside L_TOFF
+    init_sigma: float = setting(0.001, number(gt=0))  # initial encoder weight std
+    mc_samples: int = setting(1, integer(ge=1))  # client noise draws for L_ENC / L_CONS
+    z_noise: float = setting(0.01, number(gt=0))  # variance of the additive channel in L_CONS
+    batch_size: Optional[int] = setting(None, optional(integer(ge=1)))  # support/query minibatch (null: the whole sets)
 
     def __post_init__(self):
-        check(isinstance(self.head, str) and self.head != "", "algorithm.head", self.head, "a submodule name, e.g. head")
-        check(is_number(self.support_fraction) and 0 < self.support_fraction < 1, "algorithm.support_fraction",
-              self.support_fraction, "a number in (0, 1)")
-        for key in ("inner_lr", "head_lr", "encoder_lr", "init_sigma", "z_noise"):
-            v = getattr(self, key)
-            check(is_number(v) and v > 0, f"algorithm.{key}", v, "a number > 0")
-        for key in ("alpha", "beta"):
-            v = getattr(self, key)
-            check(is_number(v) and v >= 0, f"algorithm.{key}", v, "a number >= 0")
-        check(is_int(self.inner_steps) and self.inner_steps >= 1, "algorithm.inner_steps", self.inner_steps, "an integer >= 1")
-        check(is_int(self.mc_samples) and self.mc_samples >= 1, "algorithm.mc_samples", self.mc_samples, "an integer >= 1")
-        check(self.batch_size is None or (is_int(self.batch_size) and self.batch_size >= 1), "algorithm.batch_size",
-              self.batch_size, "null or an integer >= 1")
+        super().__post_init__()
         self._splits: dict[int, HeadSplit] = {}
 
     # -- server state ----------------------------------------------------------

@@ -29,6 +29,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from pfl import aggregate as agg
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import ClientData, Split
+from pfl.settings import Settings
 from pfl.task import Params
 
 
@@ -45,10 +46,15 @@ def nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tree_leaves(tensors))
 
 
-class Algorithm:
+class Algorithm(Settings):
     """Base class: FedAvg's server and the default personalization; subclasses
-    override `client_update` and whichever other hooks they need."""
+    override `client_update` and whichever other hooks they need.
 
+    Subclasses are dataclasses whose fields are `setting(...)`s (pfl.settings): the one
+    place a setting's default and allowed values live. The algorithm's name is its
+    config option (conf/algorithm/<name>.yaml), not a field."""
+
+    config_path = "algorithm"
     #: personalization epochs this algorithm's results are read at, added to
     #: `personalization.epochs` (FedAvg-FT's K fine-tuning epochs)
     report_epochs: tuple[int, ...] = ()

@@ -13,18 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pfl.algorithms.fedavg import FedAvg
-from pfl.config_errors import check, is_int
+from pfl.settings import integer, setting
 
 
 @dataclass
 class FedAvgFT(FedAvg):
-    finetune_epochs: int = 10  # K
-    name: str = "fedavg_ft"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_int(self.finetune_epochs) and self.finetune_epochs >= 1, "algorithm.finetune_epochs",
-              self.finetune_epochs, "an integer >= 1")
+    finetune_epochs: int = setting(10, integer(ge=1))  # K
 
     @property
     def report_epochs(self) -> tuple[int, ...]:

@@ -64,11 +64,13 @@ def personalize(
     key: Tensor,
     backend,
     chunk_size: int | None = 64,
+    progress=None,
 ) -> PersonalizationResult:
     """Initial and personalized accuracy (k = 0..epochs) for `clients` of `population`.
 
     `params` is the server's state; the initial model is `algorithm.model_params(params)`.
-    `backend` is a `pfl.execution.Backend`; `chunk_size` clients are gathered at a time.
+    `backend` is a `pfl.execution.Backend`; `chunk_size` clients are gathered at a time;
+    `progress(n)` (optional) is told after every n clients done.
     """
 
     def one(p, data, k, _state, loop):
@@ -86,7 +88,7 @@ def personalize(
         train = population.train.gather(ids)
         test = population.test.gather(ids)
         keys = torch.stack([rng.fold(key, int(i)) for i in ids]).to(train.x.device)
-        c, n = backend.map(one, params, (train, test), keys)
+        c, n = backend.map(one, params, (train, test), keys, progress=progress)
         correct.append(c)
         counts.append(n)
     return PersonalizationResult(

@@ -96,8 +96,8 @@ def resumed(algorithm, tmp_path_factory) -> Run:
 
 
 def _numbers(rows: list[dict]) -> list[dict]:
-    """metrics.csv rows as numbers, without the wall-clock column."""
-    return [{k: float(v) if v not in ("", None) else v for k, v in r.items() if k != "wall_time"} for r in rows]
+    """metrics.csv rows as numbers, without the clock readings (wall_time, eval_time, ...)."""
+    return [{k: float(v) if v not in ("", None) else v for k, v in r.items() if "time" not in k} for r in rows]
 
 
 def _accuracies(s: dict) -> dict[str, float]:

@@ -100,7 +100,8 @@ class FederatedModule(pl.LightningModule):
         self.global_params = nn.ParameterDict({_safe(k): nn.Parameter(v) for k, v in init.items()})
         self._names = {_safe(k): k for k in init}
         # each stage's algorithm state on the server (checkpointed)
-        self.server_states = [s.algorithm.init_server_state(init) for s in stages]
+        self.server_states = [s.algorithm.init_server_state(init, num_clients=len(data.train), rounds=s.rounds)
+                              for s in stages]
         state = first.init_client_state(init)
         self.client_state = None
         self._state_names: dict[str, str] = {}
@@ -187,6 +188,7 @@ class FederatedModule(pl.LightningModule):
         self.bytes_total["down"] += out.bytes_down
         self.bytes_total["up"] += out.bytes_up
         metrics = {names.train(k): v for k, v in out.metrics.items()}
+        metrics.update({names.server(k): v for k, v in out.server_metrics.items()})
         if not all(math.isfinite(v) for v in metrics.values()):
             raise FloatingPointError(f"round {r + 1}: non-finite training metric {metrics}")
         metrics.update({names.ROUND: r + 1, names.STAGE: si, names.BYTES_DOWN: out.bytes_down,

@@ -2,6 +2,7 @@
 `final` block of summary.json, sweep objectives and pruning reports, and the report.
 
     train/loss, train/<term>       per round: the algorithm's training metrics (AFML: train/l_enc, ...)
+    server/<term>                  per round: the algorithm's server-side scalars (AFML: server/sigma_mean, ...)
     bytes/up, bytes/down           per round: bytes the cohort sent / received
     bytes/up_total, bytes/down_total   since round 0
     stage                          per round: the index of the running stage
@@ -46,6 +47,10 @@ def beats_local(k, pop: str = "heldout") -> str:
 
 def train(term: str) -> str:
     return f"train/{term}"
+
+
+def server(term: str) -> str:
+    return f"server/{term}"
 
 
 def pers_epochs(keys, pop: str = "heldout") -> list[int]:

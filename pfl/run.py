@@ -19,14 +19,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pfl.algorithms.local import LocalTrainer
-from pfl.config import build, stage_names, validate, validate_population
+from pfl.config import build, stage_names, trainer_settings, validate, validate_population
 from pfl.config_errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
 from pfl.engine.checkpoint import RoundCheckpoint
 from pfl.engine.distributed import make_strategy
 from pfl.engine.files import write_json
 from pfl.engine.loggers import make_loggers
-from pfl.engine.progress import RoundProgressBar
+from pfl.engine.progress import RoundProgressBar, progress_bar_enabled
 from pfl.engine.module import FederatedModule, Stage
 from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import make_backend
@@ -126,6 +126,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             log.warning("resume=true but %s does not exist: starting from round 0", ckpt_cb.last)
     loggers = make_loggers(cfg, run_dir, resume_round)
     accelerator, devices, num_nodes, strategy = _distribution(cfg, device)
+    settings = {"enable_model_summary": False, "log_every_n_steps": 1, **trainer_settings(cfg)}  # trainer.*
+    bar = progress_bar_enabled(settings.pop("enable_progress_bar", None))
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=devices,
@@ -134,12 +136,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         max_steps=module.total_rounds,
         max_epochs=-1,
         logger=loggers,
-        callbacks=[ckpt_cb, RoundProgressBar(), *_extra_callbacks(cfg)],
+        callbacks=[ckpt_cb, *([RoundProgressBar(module.total_rounds, resume_round or 0)] if bar else []), *_extra_callbacks(cfg)],
+        enable_progress_bar=bar,
         enable_checkpointing=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=1,
         default_root_dir=str(run_dir),
+        **settings,
     )
     log.info("dataset %s: %d training / %d held-out clients; backend %s on %s",
              data.name, len(data.train), len(data.heldout), backend.kind, device)

@@ -11,7 +11,7 @@ class MissingObjective(KeyError):
 
 
 def lookup(summary: dict, path: str):
-    """A value by metric name (`heldout/pers_acc@5`: the last evaluation's, pfl.engine.names), or by dotted
+    """A value by metric name (`heldout/pers_acc_5`: the last evaluation's, pfl.engine.names), or by dotted
     path into summary.json ('personalized_accuracy.5', 'rounds_to_target.initial')."""
     if "/" in path:
         final = summary.get("final") or {}

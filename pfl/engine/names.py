@@ -7,13 +7,14 @@
     bytes/up_total, bytes/down_total   since round 0
     stage                          per round: the index of the running stage
     heldout/initial_acc            at each evaluation: held-out clients, the global model (k = 0)
-    heldout/pers_acc@K             ... after K personalization epochs
-    heldout/worse_frac@K           ... fraction of clients worse after K epochs than at k = 0
-    heldout/local_acc, heldout/beats_local_frac@K   with personalization.local_baseline
+    heldout/pers_acc_K             ... after K personalization epochs
+    heldout/worse_frac_K           ... fraction of clients worse after K epochs than at k = 0
+    heldout/local_acc, heldout/beats_local_frac_K   with personalization.local_baseline
     train_clients/...              the same for the sample of training clients
     time/eval_s, time/wall_s       seconds of the evaluation / since the start
 
-The step of every row is the round (1-based: the row of round r is logged after r rounds).
+The step of every row is the round (1-based: the row of round r is logged after r rounds). Names use
+only letters, digits and `_ . /`, which TensorBoard and MLflow keep as they are.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ def initial(pop: str = "heldout") -> str:
 
 
 def pers(k, pop: str = "heldout") -> str:
-    return f"{PREFIX[pop]}/pers_acc@{k}"
+    return f"{PREFIX[pop]}/pers_acc_{k}"
 
 
 def worse(k, pop: str = "heldout") -> str:
-    return f"{PREFIX[pop]}/worse_frac@{k}"
+    return f"{PREFIX[pop]}/worse_frac_{k}"
 
 
 def curve(pop: str = "heldout") -> str:
@@ -42,7 +43,7 @@ def local(pop: str = "heldout") -> str:
 
 
 def beats_local(k, pop: str = "heldout") -> str:
-    return f"{PREFIX[pop]}/beats_local_frac@{k}"
+    return f"{PREFIX[pop]}/beats_local_frac_{k}"
 
 
 def train(term: str) -> str:
@@ -54,8 +55,8 @@ def server(term: str) -> str:
 
 
 def pers_epochs(keys, pop: str = "heldout") -> list[int]:
-    """The K of every `pers_acc@K` key among `keys`, sorted."""
-    head = f"{PREFIX[pop]}/pers_acc@"
+    """The K of every `pers_acc_K` key among `keys`, sorted."""
+    head = f"{PREFIX[pop]}/pers_acc_"
     return sorted(int(k[len(head):]) for k in keys if k.startswith(head) and k[len(head):].isdigit())
 
 

@@ -81,7 +81,7 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
         "device": str(device),
         "wall_time_s": wall_time,
         # the last evaluation row under the names of metrics.csv and the loggers (pfl.engine.names);
-        # sweep objectives and the report may name these (`heldout/pers_acc@5`)
+        # sweep objectives and the report may name these (`heldout/pers_acc_5`)
         "final": {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != names.ROUND},
     }
 

@@ -7,7 +7,7 @@ FLOPs, wall time, ...), the personalization curve as a chart
 (`charts/personalization_curve`), the PNGs in run_dir/plots (`plots/<name>`)
 and the per-client tables (`tables/clients_<population>`). `define_metric`
 makes the run summary hold the best and last value of every accuracy
-(`heldout/pers_acc@5.max`, `.last`). A run's name is what differs within its
+(`heldout/pers_acc_5.max`, `.last`). A run's name is what differs within its
 multirun or sweep (`afml ζ=0.4 seed=1`, `trial 3: local_epochs=5 lr=0.013`);
 its group is the sweep's name, the experiment, or the grid's swept keys and
 start time; job_type is train, sweep-trial or centralized; tags name
@@ -139,14 +139,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def run_identity(cfg: DictConfig, run_dir: Path) -> tuple[str | None, list[str], str]:
+def run_identity(cfg: DictConfig, run_dir: Path, group: str | None = None,
+                 tags=()) -> tuple[str | None, list[str], str]:
     """(group, tags, name): a sweep's runs share its group; tags name algorithm, dataset and ζ; the name is what
     differs within the multirun or sweep (a single run: its directory's name)."""
     from pfl.config import stage_names
 
     alg = "+".join(stage_names(cfg))
-    tags = list(cfg.logger.get("tags") or []) + [f"algorithm:{alg}", f"dataset:{cfg.dataset.name}", f"zeta:{cfg.zeta}"]
-    group, name = cfg.logger.get("group"), Path(run_dir).name
+    tags = list(tags or []) + [f"algorithm:{alg}", f"dataset:{cfg.dataset.name}", f"zeta:{cfg.zeta}"]
+    name = Path(run_dir).name
     swept = swept_keys(cfg)
     label = " ".join(_label(cfg, k, swept) for k in swept)
     sweep = cfg.get("sweep")
@@ -252,7 +253,7 @@ def make_wandb_logger(cfg: DictConfig, run_dir: Path, project: str = "pfl", enti
     os.environ.setdefault("WANDB_SILENT", "true")
     if wandb.run is not None:  # left open by an earlier run of this process that crashed after training
         wandb.run.finish(exit_code=1)
-    group, tags, name = run_identity(cfg, run_dir)
+    group, tags, name = run_identity(cfg, run_dir, group, tags)
     logger = PflWandbLogger(
         project=project,
         entity=entity,

@@ -29,7 +29,7 @@ class SweepSettings:
     grid: dict[str, list] = field(default_factory=dict)  # key -> values: one study per combination
     sampler: Optional[dict] = None  # {_target_: optuna.samplers.TPESampler, seed: 0}; null: TPE seeded by `seed`
     pruner: Optional[dict] = None  # {_target_: optuna.pruners.MedianPruner, ...}; null: no pruning
-    report: Optional[str] = None  # evaluation metric reported for pruning, e.g. heldout/pers_acc@5
+    report: Optional[str] = None  # evaluation metric reported for pruning, e.g. heldout/pers_acc_5
     storage: Optional[str] = None  # RDB URL; null: sqlite file optuna.db in the sweep directory
     heartbeat_s: float = 30.0  # a worker stamps its running trials this often
     stale_after_s: float = 600.0  # a running trial without a stamp for this long is failed and retried
@@ -58,7 +58,7 @@ class SweepSettings:
             check(len(self.objectives) == 1, "sweep.pruner", self.pruner["_target_"],
                   "null for a multi-objective study (Optuna prunes single-objective studies only)")
             check(isinstance(self.report, str), "sweep.report", self.report,
-                  "the evaluation metric to report for pruning, e.g. heldout/pers_acc@5")
+                  "the evaluation metric to report for pruning, e.g. heldout/pers_acc_5")
         check(is_number(self.heartbeat_s) and self.heartbeat_s > 0, "sweep.heartbeat_s", self.heartbeat_s, "a number > 0")
         check(is_number(self.stale_after_s) and self.stale_after_s > self.heartbeat_s, "sweep.stale_after_s",
               self.stale_after_s, f"a number > sweep.heartbeat_s ({self.heartbeat_s})")

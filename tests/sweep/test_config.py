@@ -101,5 +101,5 @@ def test_wandb_group_tags_and_names():
     assert job_type(cfg) == "sweep-trial"
     assert job_type(_compose(["algorithm=centralized"])) == "centralized" and job_type(_compose([])) == "train"
     assert {"algorithm:fedavg", "dataset:synthetic", "zeta:0.5", "sweep:fedavg_e_lr"} <= set(tags)
-    group, tags, name = run_identity(_compose(["logger=wandb", "logger.group=mine"]), Path("outputs/a/b"))
+    group, tags, name = run_identity(_compose(["logger=wandb"]), Path("outputs/a/b"), group="mine")
     assert (group, name) == ("mine", "b") and "sweep:fedavg_e_lr" not in tags

@@ -83,7 +83,8 @@ def _plain_overrides(args: list[str]) -> list[list[str]] | None:
     Optuna search spaces (range/choice/interval/tag) are left to the sweeper.
     """
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
-                 "--version") or a.startswith("--info") for a in args):
+                 "--version", "--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn") or
+           a.startswith(("--info", "--config-dir=", "--config-path=", "--config-name=")) for a in args):
         return None
     groups = set(_groups())
     fixed, swept = [], []

@@ -118,7 +118,9 @@ class Config:
     personalization: PersonalizationSettings = field(default_factory=PersonalizationSettings)
     engine: EngineConfig = field(default_factory=EngineConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    sweep: Optional[SweepSettings] = None  # an Optuna sweep (python -m pfl -m +sweep=NAME; pfl.sweep.settings)
+    # an Optuna sweep (python -m pfl -m +sweep=NAME): untyped here, so that the sweeper can create the node in a
+    # trial's job (`++sweep={...}`, also where the config has none); validate() checks it (pfl.sweep.settings)
+    sweep: Optional[Any] = None
 
 
 # -- schemas of the group options -------------------------------------------------
@@ -239,6 +241,8 @@ def validate(cfg: DictConfig) -> None:
                                             "checkpoint_every", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
+    if cfg.get("sweep") is not None:
+        SweepSettings.from_cfg(cfg.sweep)  # one line for a misspelt key or a bad value
     if cfg.get("trainer") is not None:
         _check_trainer(_plain(cfg.trainer))
         check_values(TrainerConfig, {k: v for k, v in _plain(cfg.trainer).items()

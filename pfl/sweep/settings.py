@@ -21,8 +21,8 @@ DIRECTIONS = ("maximize", "minimize")
 @dataclass
 class SweepSettings:
     name: str  # study name (and W&B group)
-    objectives: list[str]  # dotted paths into summary.json, e.g. personalized_accuracy.5
-    directions: list[str] = field(default_factory=lambda: ["maximize"])
+    objectives: list[str]  # metric names (heldout/pers_acc_5) or dotted paths into summary.json (rounds_to_target.initial)
+    directions: Any = field(default_factory=lambda: ["maximize"])  # a list, or one string: maximize | minimize
     n_trials: int = 20  # finished (complete, pruned or failed) trials per study, over all workers
     n_jobs: int = 1  # trials launched together (run in parallel by a parallel launcher)
     params: dict[str, Any] = field(default_factory=dict)  # key -> Hydra sweep syntax, e.g. "interval(0.001, 0.1)"
@@ -38,6 +38,12 @@ class SweepSettings:
     trial: Optional[int] = None
 
     def __post_init__(self):
+        if isinstance(self.objectives, str):
+            self.objectives = [self.objectives]
+        if isinstance(self.directions, str):  # sweep.directions=maximize, hydra.sweeper.direction=maximize
+            self.directions = [self.directions] * (len(self.objectives) if isinstance(self.objectives, list) else 1)
+        if isinstance(self.directions, (list, tuple)):
+            self.directions = [str(d).lower().rsplit(".", 1)[-1] for d in self.directions]  # Direction.maximize
         check(isinstance(self.name, str) and self.name != "", "sweep.name", self.name, "a non-empty study name")
         check(isinstance(self.objectives, list) and len(self.objectives) >= 1 and
               all(isinstance(o, str) for o in self.objectives), "sweep.objectives", self.objectives,

@@ -201,7 +201,7 @@ class AFML(Algorithm):
         return ClientUpdate(delta, uniform_weight(data), metrics)
 
     # -- personalization -----------------------------------------------------------
-    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
+    def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
         hs = self.split(local.task)
         enc, head = hs.split(self.model_params(params))
         x, y, mask = local.full_batch(data)

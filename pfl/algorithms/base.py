@@ -60,9 +60,11 @@ class Algorithm:
         """The server's parameters, from the model's initial ones."""
         return dict(model_params)
 
-    def init_server_state(self, global_params: Params) -> dict:
+    def init_server_state(self, global_params: Params, num_clients: int | None = None) -> dict:
         """Server-side state besides the parameters and the server optimizer
-        (a control variate, a running statistic); kept in checkpoints."""
+        (a control variate, a running statistic); kept in checkpoints.
+        `num_clients` is the size of the training population N (the engine passes
+        it; e.g. SCAFFOLD's |S|/N), None where no population is known."""
         return {}
 
     def server_optimizer(self, param_groups: list[dict], configured):
@@ -82,7 +84,9 @@ class Algorithm:
         return global_params
 
     def init_client_state(self, global_params: Params) -> dict | None:
-        """One client's state kept across rounds (APFL's local model); None: stateless."""
+        """One client's state kept across rounds (APFL's local model); None: stateless.
+        The engine keeps one row per training client (checkpointed) and hands the
+        training clients' rows to `personal_model` / `adapt` at evaluation."""
         return None
 
     def client_data(self, split: Split, ids: Tensor) -> tuple[ClientData, Tensor]:
@@ -115,12 +119,21 @@ class Algorithm:
         return nbytes(sent), nbytes(one)
 
     # -- personalization -----------------------------------------------------
-    def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int, on_epoch) -> None:
+    def personal_model(self, params: Params, state: dict | None = None) -> Params:
+        """The model a client is evaluated with before any personalization epoch
+        (k = 0). `state` is the client's own per-client state (training clients of
+        algorithms with client state) or None (held-out clients, stateless
+        algorithms). Default: the server's model, `model_params(params)`."""
+        return self.model_params(params)
+
+    def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int, on_epoch,
+              state: dict | None = None) -> None:
         """Personalize on a client's training data for `epochs` epochs, calling
         on_epoch(e, model_params_e) after each epoch (the personalization curve).
 
         `params` is the server's whole state (what `init_global` built, e.g. with
         Meta-SGD's learning rates); the model starts from `model_params(params)`.
+        `state` is as in `personal_model` (None: the client has no state of its own).
         Default: local training of the whole model with the client optimizer."""
         local.train_by_epoch(self.model_params(params), data, key, epochs, on_epoch)
 

@@ -94,7 +94,7 @@ class FederatedModule(pl.LightningModule):
         self.global_params = nn.ParameterDict({_safe(k): nn.Parameter(v) for k, v in init.items()})
         self._names = {_safe(k): k for k in init}
         # each stage's algorithm state on the server (checkpointed)
-        self.server_states = [s.algorithm.init_server_state(init) for s in stages]
+        self.server_states = [s.algorithm.init_server_state(init, num_clients=len(data.train)) for s in stages]
         state = first.init_client_state(init)
         self.client_state = None
         self._state_names: dict[str, str] = {}
@@ -194,11 +194,15 @@ class FederatedModule(pl.LightningModule):
             clients = torch.arange(len(pop))
         alg = self.stages[self.stage_index(max(int(self.round) - 1, 0))].algorithm
         params = {k: v.detach() for k, v in self.params().items()}  # the server's state; adapt reads the model from it
+        state = None  # training clients are personalized from their own per-client state (held-out ones have none)
+        if population == "train" and self.client_state is not None:
+            rows = clients.to(self.client_state[next(iter(self.client_state))].device)
+            state = {self._state_names[k]: v.detach()[rows] for k, v in self.client_state.items()}
         self.model.train()
         return personalize(
             alg, self.personalize_local, params, pop, clients.to(self.device), self.curve_epochs,
             rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
-            self.backend, self.eval_chunk_size,
+            self.backend, self.eval_chunk_size, state,
         )
 
     def local_reference(self, population: str, clients: Tensor) -> Tensor:

@@ -169,10 +169,23 @@ def _hydra_main() -> None:
                 raise  # one failed job of a sweep; the sweeper records it and goes on
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
-        print(format_table(summary))
+        from pytorch_lightning.utilities import rank_zero_only
+
+        if rank_zero_only.rank == 0:  # one process of a distributed run reports
+            table = format_table(summary)
+            print(table)
+            _to_log_files(table)
         return objective(cfg, summary)
 
     app()
+
+
+def _to_log_files(text: str) -> None:
+    """`text` into the run's log files (pfl.log) too, not a second time on the console."""
+    record = logging.LogRecord("pfl", logging.INFO, __file__, 0, "final results\n" + text, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _multirun() -> bool:

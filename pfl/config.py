@@ -43,6 +43,13 @@ class EngineConfig:
 
 
 @dataclass
+class TrainerConfig:
+    devices: Any = 1  # processes per node (Lightning's name); > 1: each rank trains its share of the cohort
+    num_nodes: int = 1
+    strategy: Any = "auto"  # auto/ddp: pfl.engine.distributed.RoundDDPStrategy when several processes run
+
+
+@dataclass
 class Config:
     dataset: Any = MISSING
     model: Any = MISSING
@@ -62,6 +69,7 @@ class Config:
     stages: Optional[Any] = None
     personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sweep: Optional[SweepSettings] = None  # an Optuna sweep (python -m pfl -m +sweep=NAME; pfl.sweep.settings)
 
 

@@ -16,6 +16,12 @@ the results along a leading client axis.
   only; sequential on a CPU for models with convolutions or recurrences
   (measured with `python -m pfl.bench.engine_round`).
 
+Under Lightning's distributed strategy a backend also carries a `Shard`
+(this process's rank among `world` processes): `map` then computes only this
+rank's contiguous block of the clients and all-gathers every result, so each
+rank holds the whole cohort's results, in cohort order, exactly as one
+process would (each client's computation depends only on its own data and key).
+
 `loop` is a `StepLoop`: the only masked local-step loop in pfl. Algorithms say
 what one step does and how many steps a client takes (a number, or a function
 of the client's example count); the loop bound is the backend's business: the
@@ -26,12 +32,12 @@ sequential backend.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Union
 
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 BACKENDS = ("auto", "vmap", "sequential")
 
@@ -126,28 +132,92 @@ def _steps_n(data) -> Tensor:
 
 
 @dataclass(frozen=True)
+class Shard:
+    """This process's share of every client list: rank `rank` of `world` processes."""
+
+    rank: int = 0
+    world: int = 1
+
+    def part(self, num: int, rank: int | None = None) -> slice:
+        """The contiguous block of `num` clients that `rank` (default: this one) computes."""
+        per = -(-num // self.world)
+        r = self.rank if rank is None else rank
+        return slice(min(r * per, num), min((r + 1) * per, num))
+
+    def total(self, value: int) -> int:
+        """The sum of an integer over the ranks."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(t)
+        return int(t)
+
+    def gather(self, local, num: int):
+        """Every rank's block of results (leading axis), concatenated in rank order: all `num` rows."""
+        import torch.distributed as dist
+
+        per = -(-num // self.world)
+        sizes = [len(range(num)[self.part(num, r)]) for r in range(self.world)]
+        leaves, spec = tree_flatten(local)
+        out = []
+        for t in leaves:
+            wire = t.to(torch.uint8) if t.dtype == torch.bool else t  # gloo has no bool collectives
+            pad = per - wire.shape[0]
+            if pad > 0:
+                wire = torch.cat([wire, wire[:1].expand(pad, *wire.shape[1:])])
+            parts = [torch.empty_like(wire) for _ in range(self.world)]
+            dist.all_gather(parts, wire.contiguous())
+            full = torch.cat([p[:n] for p, n in zip(parts, sizes)])
+            out.append(full.to(torch.bool) if t.dtype == torch.bool else full)
+        return tree_unflatten(out, spec)
+
+
+@dataclass(frozen=True)
 class Backend:
     """Runs a per-client function over clients; `chunk_size` bounds one vmap call."""
 
     kind: str = "sequential"
     chunk_size: int | None = None
+    shard: Shard = Shard()
 
     def __post_init__(self):
         if self.kind not in ("vmap", "sequential"):
             raise ValueError(f"engine.backend={self.kind!r}: expected vmap or sequential here (auto is resolved by make_backend)")
 
-    def map(self, fn: Callable, shared, data, keys: Tensor, state=None):
+    def sharded(self, rank: int, world: int) -> "Backend":
+        """This backend computing rank `rank`'s share of `world` processes."""
+        return replace(self, shard=Shard(rank, world))
+
+    def map(self, fn: Callable, shared, data, keys: Tensor, state=None, progress: Callable[[int], None] | None = None):
         """fn(shared, data_i, key_i, state_i, loop) for every client, stacked on dim 0.
 
         `data` is padded cohort `ClientData` (or a tuple of them, e.g. train and
-        test); `state` (optional) a dict of tensors with a leading client axis."""
+        test); `state` (optional) a dict of tensors with a leading client axis;
+        `progress(n)` (optional) is told after every n clients done (here, times
+        the number of ranks: an estimate of the whole)."""
         num = keys.shape[0]
+        if self.shard.world == 1:
+            return self._map(fn, shared, data, keys, state, progress)
+        sl = self.shard.part(num)
+        if sl.start == sl.stop:  # no client here: compute a stand-in row (shapes for the gather), dropped there
+            sl = slice(0, 1)
+        scaled = None if progress is None else (lambda n: progress(n * self.shard.world))
+        mine = self._map(fn, shared, _chunk(data, sl), keys[sl], None if state is None else tree_map(lambda t: t[sl], state),
+                         scaled)
+        return self.shard.gather(mine, num)
+
+    def _map(self, fn: Callable, shared, data, keys: Tensor, state=None, progress=None):
+        num = keys.shape[0]
+        tick = progress or (lambda n: None)
         if self.kind == "sequential":
             out = []
             for i in range(num):
                 st = None if state is None else tree_map(lambda t: t[i], state)
                 d = _client(data, i)
                 out.append(fn(shared, d, keys[i], st, StepLoop(_steps_n(d))))
+                tick(1)
             return _stack(out)
         chunk = self.chunk_size or num
         out = []
@@ -164,6 +234,7 @@ class Backend:
             data_dims = tree_map(lambda t: None if t is None else 0, part, is_leaf=lambda t: t is None)
             vf = torch.func.vmap(one, in_dims=(data_dims, 0, None if st is None else 0), randomness="different")
             out.append(vf(part, keys[sl], st))
+            tick(sl.stop - sl.start)
         return out[0] if len(out) == 1 else tree_map(lambda *xs: torch.cat(xs), *out)
 
 

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +24,7 @@ from pfl.config import validate, validate_population
 from pfl.config_errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
 from pfl.engine.checkpoint import RoundCheckpoint
+from pfl.engine.distributed import make_strategy
 from pfl.engine.files import write_json
 from pfl.engine.loggers import make_loggers
 from pfl.engine.progress import RoundProgressBar
@@ -108,7 +110,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     validate(cfg)
     run_dir = Path(run_dir or _hydra_run_dir())
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if rank_zero_only.rank == 0:
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     data = flag_permuted_clients(build(cfg.dataset))  # ζ-permuted clients augment, where the data set can
@@ -148,9 +151,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         else:
             log.warning("resume=true but %s does not exist: starting from round 0", ckpt_cb.last)
     loggers = make_loggers(cfg, run_dir, resume_round)
+    accelerator, devices, num_nodes, strategy = _distribution(cfg, device)
     trainer = pl.Trainer(
-        accelerator="gpu" if device.type == "cuda" else device.type,
-        devices=[device.index or 0] if device.type == "cuda" else 1,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        strategy=strategy,
         max_steps=module.total_rounds,
         max_epochs=-1,
         logger=loggers,
@@ -165,6 +171,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
              data.name, len(data.train), len(data.heldout), backend.kind, device)
     trainer.fit(module, ckpt_path=ckpt_path)
     summary = summarize(cfg, module, backend.kind, device, time.perf_counter() - t0)
+    if not trainer.is_global_zero:  # rank 0 writes the run's files
+        return summary
     write_json(run_dir / "summary.json", summary)
     write_client_records(run_dir, module.last_eval.get("results", {}))
     try:  # plots/*.png from the files above (W&B uploads them in log_summary)
@@ -178,6 +186,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)
     return summary
+
+
+def _distribution(cfg: DictConfig, device: torch.device):
+    """(accelerator, devices, num_nodes, strategy) for pl.Trainer from `device` and `trainer.*`."""
+    t = cfg.get("trainer") or {}
+    accelerator = "gpu" if device.type == "cuda" else device.type
+    devices, num_nodes = t.get("devices", 1), t.get("num_nodes", 1)
+    if device.type == "cuda" and devices == 1:
+        devices = [device.index or 0]
+    return accelerator, devices, num_nodes, make_strategy(t.get("strategy", "auto"), devices, num_nodes, accelerator)
 
 
 def _local_cache_dir() -> str:

@@ -25,9 +25,10 @@ class RoundCheckpoint(pl.Callback):
 
     def save(self, trainer: pl.Trainer) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".last.ckpt.tmp{os.getpid()}"
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.last)
+        tmp = self.dir / ".last.ckpt.tmp"
+        trainer.save_checkpoint(tmp)  # every rank calls it; rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.last)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         r = int(pl_module.round)

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
+from pytorch_lightning.utilities import rank_zero_only
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -38,6 +39,8 @@ class MetricsCSV(Logger):
         super().__init__()
         self.path = Path(run_dir) / "metrics.csv"
         self.rows: list[dict] = []
+        if rank_zero_only.rank != 0:  # one process writes the run's files
+            return
         if self.path.exists() and resume_round is not None:
             with open(self.path, newline="") as f:
                 self.rows = [r for r in csv.DictReader(f) if int(float(r.get("round", 0))) <= resume_round]
@@ -61,6 +64,7 @@ class MetricsCSV(Logger):
     def log_hyperparams(self, params, *args, **kwargs) -> None:
         pass
 
+    @rank_zero_only
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         row = {"round": step, **{k: v for k, v in metrics.items() if k != "round"}}
         self.rows.append(row)

@@ -21,12 +21,14 @@ torch's FlopCounterMode (`flops_per_round`).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
 import torch
 from torch import Tensor, nn
 
@@ -39,6 +41,9 @@ from pfl.evaluation.fairness import beats_local, local_reference
 from pfl.evaluation.personalize import PersonalizationResult, personalize
 from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import Backend
+
+
+log = logging.getLogger("pfl")
 
 
 @dataclass
@@ -134,6 +139,8 @@ class FederatedModule(pl.LightningModule):
         return opts
 
     def setup(self, stage: str) -> None:
+        if self.trainer.world_size > 1:  # each rank computes its share of every client list (pfl.engine.distributed)
+            self.backend = self.backend.sharded(self.global_rank, self.trainer.world_size)
         self.data = self.data.to(self.device)
         self.local.task.buffers = {k: v.to(self.device) for k, v in self.local.task.buffers.items()}
 
@@ -153,7 +160,7 @@ class FederatedModule(pl.LightningModule):
         stage = self.stages[si]
         alg = stage.algorithm
         if si > 0 and r == sum(s.rounds for s in self.stages[:si]):
-            self.print(f"round {r}: stage {si} ({stage.name}) begins")
+            _info(f"round {r}: stage {si} ({stage.name}) begins")
         opts = self.optimizers()
         opt = opts[si] if isinstance(opts, list) else opts
 
@@ -169,7 +176,7 @@ class FederatedModule(pl.LightningModule):
                         count_flops=stage.name not in self.flops)  # measure the stage's first round
         self.server_states[si] = server.state
         if out.flops is not None:
-            self.flops[stage.name] = out.flops
+            self.flops[stage.name] = self.backend.shard.total(out.flops)  # every rank's share
         if out.client_state is not None:
             with torch.no_grad():
                 for k, v in self.client_state.items():
@@ -188,7 +195,7 @@ class FederatedModule(pl.LightningModule):
             self.evaluate_and_log(r + 1, metrics)  # also at each stage's end: the model a stage hands on
 
     # -- personalization evaluation -------------------------------------------
-    def personalize(self, population: str, clients: Tensor | None = None) -> PersonalizationResult:
+    def personalize(self, population: str, clients: Tensor | None = None, progress=None) -> PersonalizationResult:
         pop = getattr(self.data, population)
         if clients is None:
             clients = torch.arange(len(pop))
@@ -202,10 +209,10 @@ class FederatedModule(pl.LightningModule):
         return personalize(
             alg, self.personalize_local, params, pop, clients.to(self.device), self.curve_epochs,
             rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
-            self.backend, self.eval_chunk_size, state,
+            self.backend, self.eval_chunk_size, state, progress,
         )
 
-    def local_reference(self, population: str, clients: Tensor) -> Tensor:
+    def local_reference(self, population: str, clients: Tensor, progress=None) -> Tensor:
         """Per-client accuracy of a model trained on the client alone (the
         `local` algorithm's personalization from the initial model). It does
         not depend on the server's model: computed once per run (and cached
@@ -217,7 +224,7 @@ class FederatedModule(pl.LightningModule):
             self._local_reference[key] = local_reference(
                 self.personalize_local, init, getattr(self.data, population), clients.to(self.device),
                 p.local_epochs, p.local_lr, rng.key(self.seed, 0xE7A1, 3).to(self.device),
-                self.backend, self.eval_chunk_size, self.local_cache_dir,
+                self.backend, self.eval_chunk_size, self.local_cache_dir, progress,
             )
         return self._local_reference[key]
 
@@ -230,16 +237,31 @@ class FederatedModule(pl.LightningModule):
         g = torch.Generator().manual_seed(int(rng.key(self.seed, 0x5A3E, len(population))))
         return torch.randperm(n, generator=g)[:limit].sort().values
 
+    def _eval_bar(self, r: int, total: int):
+        """A progress bar over the evaluation's clients, below the rounds bar (rank 0, when bars are on)."""
+        if not self.trainer.is_global_zero or self.trainer.progress_bar_callback is None or total == 0:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=f"evaluation (round {r})", unit="client", position=1, leave=False,
+                    dynamic_ncols=True)
+
     def evaluate_and_log(self, r: int, train_metrics: dict) -> dict:
+        t_eval = time.perf_counter()
         results = {}
         row = dict(train_metrics)
-        for pop in ("heldout", "train"):
-            clients = self.eval_clients(pop)
+        plan = {pop: self.eval_clients(pop) for pop in ("heldout", "train")}
+        total = sum(len(c) for c in plan.values())
+        if self.personalization.local_baseline and ("heldout", tuple(int(c) for c in plan["heldout"])) not in self._local_reference:
+            total += len(plan["heldout"])  # the local-only reference is computed on the first evaluation
+        bar = self._eval_bar(r, total)
+        tick = None if bar is None else bar.update
+        for pop, clients in plan.items():
             if len(clients) == 0:
                 continue
-            res = self.personalize(pop, clients)
+            res = self.personalize(pop, clients, tick)
             if pop == "heldout" and self.personalization.local_baseline:
-                res.local_accuracy = self.local_reference(pop, clients)
+                res.local_accuracy = self.local_reference(pop, clients, tick)
                 for k, frac in beats_local(res, self.report_epochs).items():
                     row[f"{pop}/beats_local_{k}"] = frac
                 row[f"{pop}/local_accuracy"] = float(res.local_accuracy[res.num_test > 0].mean())
@@ -255,6 +277,9 @@ class FederatedModule(pl.LightningModule):
             row[f"{pop}/curve"] = [float(c) for c in curve]
         row["bytes/total_down"] = self.bytes_total["down"]
         row["bytes/total_up"] = self.bytes_total["up"]
+        if bar is not None:
+            bar.close()
+        row["eval_time"] = time.perf_counter() - t_eval  # seconds this evaluation took
         row["wall_time"] = time.perf_counter() - self._t0
         self.history.append(row)
         self.last_eval = {"row": row, "results": results}
@@ -265,7 +290,8 @@ class FederatedModule(pl.LightningModule):
             lg.log_metrics(scalars, step=r)
         shown = {k.replace("heldout/", "").replace("personalized_accuracy_", "pers"): v for k, v in scalars.items()
                  if k.startswith("heldout/") and "fraction" not in k}
-        self.print(f"round {r}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+        _info(f"round {r}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
+              + f" (evaluation {row['eval_time']:.1f} s)")
         return row
 
     # -- checkpoint -----------------------------------------------------------
@@ -309,6 +335,12 @@ class _Rounds:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def _info(message: str) -> None:
+    """To the console and pfl.log, once (rank 0)."""
+    if rank_zero_only.rank == 0:
+        log.info(message)
 
 
 def _safe(name: str) -> str:

@@ -52,6 +52,7 @@ def local_reference(
     backend,
     chunk_size: int | None,
     cache_dir: str | os.PathLike | None = None,
+    progress=None,
 ) -> Tensor:
     """[C] Acc_local: each client trains `epochs` epochs of SGD(lr) from `init`
     on its own training data (the `local` algorithm), tested on its test data.
@@ -71,7 +72,7 @@ def local_reference(
         if path.is_file():
             return torch.load(path)
     ref = LocalOnly(epochs=epochs, lr=lr)
-    res = personalize(ref, local, init, population, clients, epochs, key, backend, chunk_size)
+    res = personalize(ref, local, init, population, clients, epochs, key, backend, chunk_size, progress)
     acc = res.accuracy[:, -1]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

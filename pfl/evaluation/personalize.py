@@ -70,13 +70,15 @@ def personalize(
     backend,
     chunk_size: int | None = 64,
     state: dict | None = None,
+    progress=None,
 ) -> PersonalizationResult:
     """Initial and personalized accuracy (k = 0..epochs) for `clients` of `population`.
 
     `params` is the server's state; the initial model is `algorithm.personal_model(params, state_i)`.
     `state` (optional): the clients' per-client state, one row per entry of `clients`
     (a dict of tensors with a leading client axis); None: no client has state.
-    `backend` is a `pfl.execution.Backend`; `chunk_size` clients are gathered at a time.
+    `backend` is a `pfl.execution.Backend`; `chunk_size` clients are gathered at a time;
+    `progress(n)` (optional) is told after every n clients done.
     """
 
     def one(p, data, k, st, loop):
@@ -96,7 +98,7 @@ def personalize(
         test = population.test.gather(ids)
         keys = torch.stack([rng.fold(key, int(i)) for i in ids]).to(train.x.device)
         rows = None if state is None else {k: v[start:start + chunk] for k, v in state.items()}
-        c, n = backend.map(one, params, (train, test), keys, rows)
+        c, n = backend.map(one, params, (train, test), keys, rows, progress=progress)
         correct.append(c)
         counts.append(n)
     return PersonalizationResult(

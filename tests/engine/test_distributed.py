@@ -1,0 +1,85 @@
+"""Two CPU ranks (Lightning's DDP strategy, gloo) give one process's results, and a
+checkpoint written by either resumes on the other after kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch.distributed as dist
+
+from tests.helpers import REPO, TINY
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+ARGS = [a for a in TINY if not a.startswith(("rounds=", "checkpoint_every=", "eval_every="))]
+ARGS += ["rounds=24", "checkpoint_every=2", "eval_every=12", "model.dropout=0.2"]
+KEYS = ("initial_accuracy", "personalized_accuracy", "personalization_curve", "train_clients", "bytes",
+        "rounds_to_target")
+
+
+def _cmd(run, devices, *extra):
+    return [sys.executable, "-m", "pfl", *ARGS, f"trainer.devices={devices}", f"hydra.run.dir={run}", *extra]
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled", OMP_NUM_THREADS="1")
+
+
+def _run(run, devices, *extra):
+    done = subprocess.run(_cmd(run, devices, *extra), cwd=run.parent, env=_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((run / "summary.json").read_text())
+
+
+def _killed(run, devices):
+    """Start a run, SIGKILL its whole process group (every rank) once a checkpoint exists."""
+    proc = subprocess.Popen(_cmd(run, devices), cwd=run.parent, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    assert not (run / "summary.json").exists(), "the run finished before it could be killed"
+
+
+def _close(a, b, path):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, abs=1e-5), path
+    else:
+        assert a == b, path
+
+
+def _same(a, b):
+    for k in KEYS:
+        _close(a[k], b[k], k)
+
+
+def test_two_ranks_equal_one_process_and_resume_across_world_sizes(tmp_path):
+    ref = _run(tmp_path / "one", 1)
+    two = tmp_path / "two_then_one"
+    _killed(two, 2)  # a checkpoint written by 2 ranks, resumed by 1
+    _same(_run(two, 1, "resume=true"), ref)
+    one = tmp_path / "one_then_two"
+    _killed(one, 1)  # written by 1 process, resumed (and finished) by 2 ranks
+    resumed = _run(one, 2, "resume=true")
+    _same(resumed, ref)
+    for run in (two, one):  # a second rank really ran (Lightning names its Hydra job so) and logged only there
+        assert (run / "train_ddp_process_1.log").exists()
+    assert (one / "metrics.csv").read_text() .count("\n") == (tmp_path / "one" / "metrics.csv").read_text().count("\n")

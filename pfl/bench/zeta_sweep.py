@@ -56,7 +56,8 @@ def run_cell(data: str, alg: str, zeta: float, overrides: list[str], run_dir: Pa
     s = train(cfg, run_dir)
     return {"data": data, "alg": alg, "zeta": zeta, "seed": int(cfg.seed), "extra": overrides, "pers": s["personalized_accuracy"],
             "init": s["initial_accuracy"], "rtt": s["rounds_to_target"], "bytes": s["bytes"], "flops": s["flops_per_round"],
-            "lb": s["local_baseline"], "wall": round(time.time() - t, 1), "curve": s["personalization_curve"]}
+            "lb": s["local_baseline"], "wall": round(time.time() - t, 1), "curve": s["personalization_curve"],
+            "train": s.get("train_clients")}
 
 
 def table(path: str) -> str:

@@ -209,7 +209,7 @@ class FederatedModule(pl.LightningModule):
         return personalize(
             alg, self.personalize_local, params, pop, clients.to(self.device), self.curve_epochs,
             rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
-            self.backend, self.eval_chunk_size, state, progress,
+            self.backend, self.eval_chunk_size, progress=progress, state=state,
         )
 
     def local_reference(self, population: str, clients: Tensor, progress=None) -> Tensor:

@@ -69,8 +69,8 @@ def personalize(
     key: Tensor,
     backend,
     chunk_size: int | None = 64,
-    state: dict | None = None,
     progress=None,
+    state: dict | None = None,
 ) -> PersonalizationResult:
     """Initial and personalized accuracy (k = 0..epochs) for `clients` of `population`.
 

@@ -103,9 +103,13 @@ def seeds_table(path: str) -> str:
     zetas = sorted({r["zeta"] for r in rows})
     algs = list(dict.fromkeys(a for a in ALGORITHMS + BASELINES if any(r["alg"] == a for r in rows)))
     out = []
-    for title, get in (("Pers.5", lambda r: r["pers"]["5"]), ("Pers.1", lambda r: r["pers"]["1"]),
-                       ("initial", lambda r: r["init"])):
-        out += [f"\n{title} held-out accuracy, mean ± sd over seeds (n = seeds run):\n",
+    tables = [("Pers.5 held-out", lambda r: r["pers"]["5"]), ("Pers.1 held-out", lambda r: r["pers"]["1"]),
+              ("initial held-out", lambda r: r["init"])]
+    if all(r.get("train") for r in rows):  # the sample of training clients, with their own per-client state
+        tables += [("Pers.5 training-client", lambda r: r["train"]["personalized_accuracy"]["5"]),
+                   ("initial (k = 0) training-client", lambda r: r["train"]["initial_accuracy"])]
+    for title, get in tables:
+        out += [f"\n{title} accuracy, mean ± sd over seeds (n = seeds run):\n",
                 "| algorithm | " + " | ".join(f"ζ={z}" for z in zetas) + " |", "|---|" + "---|" * len(zetas)]
         for a in algs:
             cells = []

@@ -14,7 +14,9 @@ import re
 import sys
 from pathlib import Path
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+from pfl.resources import CONF_DIR as _CONF, SWEEPS_DIR
+
+CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.resources)
 log = logging.getLogger("pfl")
 
 
@@ -23,8 +25,7 @@ def _groups() -> dict[str, list[str]]:
     for d in sorted(Path(CONF_DIR).iterdir()):
         if d.is_dir():
             out[d.name] = sorted(p.stem for p in d.glob("*.yaml"))
-    sweeps = Path(CONF_DIR).parent / "sweeps"  # the `sweep` group (pfl.sweep.definitions)
-    out["sweep"] = sorted(p.stem for p in sweeps.glob("*.yaml"))
+    out["sweep"] = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))  # the `sweep` group (pfl.sweep.definitions)
     return out
 
 
@@ -57,8 +58,7 @@ def explain(exc: BaseException) -> str:
         kind = {"float": "a number", "integer": "an integer", "boolean": "true or false"}.get(m.group(2).lower(), m.group(2))
         return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected {kind}"
     if "is not a subclass of SweepSettings" in msg:
-        return ("error: +sweep=NAME names no sweep definition here; choose one of the files in sweeps/ "
-                "(an install must be editable, `pip install -e .`, so that sweeps/ is found)")
+        return ("error: +sweep=NAME names no sweep definition; choose one of: " + ", ".join(_groups()["sweep"]))
     m = re.search(r"Value '([^']*)' is not a valid bool", msg)
     if m:
         key = re.search(r"full_key: (\S+)", msg)

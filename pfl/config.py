@@ -1,45 +1,48 @@
-"""Typed top-level configuration and start-up validation.
+"""Typed configuration: schemas, start-up validation, building objects from config nodes.
 
-The schema (registered in Hydra's ConfigStore as `schema`, first in
-conf/config.yaml's defaults) types every top-level key, so a misspelt key or a
-value of the wrong type fails while the config is composed. `validate` checks
-value ranges that types cannot express. Group options (algorithm, model, ...)
-are validated by the classes they instantiate (`pfl.config_errors.check`).
+- The top-level schema (`Config`, stored as `schema`, first in conf/config.yaml's
+  defaults) types every top-level key, so a misspelt key or a value of the wrong
+  type fails while the config is composed.
+- Each option of a group (conf/algorithm/reptile.yaml, ...) extends the typed
+  schema of its class or function through its defaults list,
+  `- /pfl.algorithms.Reptile@_here_` (a ConfigStore entry named by the target), and
+  sets only what differs from the class's defaults. `register` stores those schemas:
+  it reads the targets named in conf/, so a new option (or a copy under a new name)
+  needs no other edit.
+- `validate` checks every value against the `setting(...)` rules of its class
+  (pfl.settings) and names the real config path (`stages.1.algorithm.local_steps`).
+- An algorithm's name is its option (`algorithm=reptile` -> "reptile"): `algorithm_name`.
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, List, Optional
 
+import yaml
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from pfl.config_errors import ConfigError, check, is_int, is_number
+from pfl.evaluation.settings import PersonalizationSettings
+from pfl.execution import BACKENDS  # defined once, beside the backends
+from pfl.resources import CONF_DIR, SWEEPS_DIR
+from pfl.settings import check_values, integer, locate, number, one_of, schema, setting, validate_node
 from pfl.sweep.settings import SweepSettings
 
-from pfl.execution import BACKENDS  # noqa: E402 - defined once, beside the backends
 
-
-@dataclass
-class PersonalizationConfig:
-    epochs: list[int] = field(default_factory=lambda: [1, 5])
-    curve_epochs: int = 10
-    heldout_clients: Optional[int] = None
-    train_clients: int = 50
-    client_opt: Optional[Any] = None
-    target_accuracy: float = 0.8
-    local_baseline: bool = False
-    local_epochs: int = 200
-    local_lr: float = 0.005
-    local_cache: bool = False
+def _device_ok(v) -> bool:
+    return isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:"))
 
 
 @dataclass
 class EngineConfig:
-    backend: str = "auto"
-    chunk_size: Optional[int] = None
-    eval_chunk_size: Optional[int] = 64
+    backend: str = setting("auto", one_of(*BACKENDS))
+    chunk_size: Optional[int] = None  # clients per vmap call during training (null: the whole cohort)
+    eval_chunk_size: Optional[int] = 64  # clients per vmap call during evaluation
 
 
 @dataclass
@@ -58,60 +61,161 @@ class Config:
     client_opt: Any = MISSING
     logger: Any = MISSING
     seed: int = 0
-    rounds: int = 100
-    clients_per_round: int = 10
-    zeta: float = 1.0
-    eval_every: int = 25
-    checkpoint_every: int = 10
+    rounds: int = setting(100, integer(ge=1))
+    clients_per_round: int = setting(10, integer(ge=1))
+    zeta: float = setting(1.0, number(ge=0, le=1))
+    eval_every: int = setting(25, integer(ge=1))
+    checkpoint_every: int = setting(10, integer(ge=0, note="0: only at the end"))
     resume: bool = False
-    init_from: Optional[str] = None
-    device: str = "auto"
+    init_from: Optional[str] = setting(None, check=lambda v: v is None or Path(v).exists(),
+                                       allowed="null or an existing run directory / checkpoint file to start from")
+    device: str = setting("auto", check=_device_ok, allowed="auto, cpu, cuda, cuda:N or mps")
     stages: Optional[Any] = None
-    personalization: PersonalizationConfig = field(default_factory=PersonalizationConfig)
+    callbacks: List[Any] = field(default_factory=list)  # extra Lightning callbacks: [{_target_: ..., ...}]
+    personalization: PersonalizationSettings = field(default_factory=PersonalizationSettings)
     engine: EngineConfig = field(default_factory=EngineConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     sweep: Optional[SweepSettings] = None  # an Optuna sweep (python -m pfl -m +sweep=NAME; pfl.sweep.settings)
 
 
-def register() -> None:
-    ConfigStore.instance().store(name="schema", node=Config)
+# -- schemas of the group options -------------------------------------------------
+
+def _model_args_from_data() -> tuple[str, ...]:
+    from pfl.models import FROM_DATA
+
+    return FROM_DATA
+
+
+#: per group: (arguments given at run time, not settings; keys the config carries beside the settings)
+GROUP_SCHEMA = {
+    "model": (_model_args_from_data, {}),
+    "dataset": (lambda: (), {"name": str}),
+    "logger": (lambda: ("cfg", "run_dir", "resume_round"), {}),
+}
+
+
+def _yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def schema_targets(path: Path) -> list[str]:
+    """Targets whose schema a YAML file extends (`- /<target>@_here_` in its defaults)."""
+    out = []
+    for entry in _yaml(path).get("defaults") or []:
+        if isinstance(entry, str) and entry.startswith("/") and entry.endswith("@_here_") and "/" not in entry[1:]:
+            out.append(entry[1:-len("@_here_")])
+    return out
+
+
+def option_target(group: str, option: str) -> str | None:
+    """The `_target_` an option of a group builds (from its YAML, without composing)."""
+    path = CONF_DIR / group / f"{option}.yaml"
+    if not path.is_file():
+        return None
+    data = _yaml(path)
+    targets = schema_targets(path)
+    return data.get("_target_") or (targets[0] if targets else None)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
+def _schema(target: str, group: str):
+    runtime, extra = GROUP_SCHEMA.get(group, (lambda: (), {}))
+    return schema(target, exclude=runtime(), extra=extra)
+
+
+def register(conf_dir: str | Path | None = None) -> None:
+    """Store the top-level schema and the schema of every target the configs name (default: CONF_DIR)."""
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+    for group_dir in sorted(p for p in Path(conf_dir or CONF_DIR).iterdir() if p.is_dir()):
+        for path in sorted(group_dir.glob("*.yaml")):
+            for target in schema_targets(path):
+                try:
+                    node = _schema(target, group_dir.name)
+                except Exception:  # noqa: BLE001 - an unimportable target: composing reports the missing schema
+                    continue
+                cs.store(name=target, node=node, provider="pfl")  # a root config named by its target
+
+
+# -- names ------------------------------------------------------------------------
+
+def name_of(algorithm_node, choice: str | None = None) -> str:
+    """The conf/algorithm option that builds this node's target: `choice` unless that
+    option builds another target, else the one option with this target, else the class
+    name in lower case."""
+    target = algorithm_node.get("_target_")
+    if choice and option_target("algorithm", choice) in (target, None):
+        return choice
+    matches = [o for o in options("algorithm") if option_target("algorithm", o) == target]
+    if len(matches) == 1:
+        return matches[0]
+    short = str(target).rsplit(".", 1)[-1].lower()
+    return short if short in matches or not matches else matches[0]
+
+
+def algorithm_name(cfg: DictConfig) -> str:
+    """The name of the run's algorithm: its group choice (`algorithm=reptile` -> "reptile"), read from
+    the config's hydra node (compose(..., return_hydra_config=True)) or the running Hydra app; without
+    either (a plain compose), the conf/algorithm option that builds the same _target_."""
+    hydra_node = cfg.get("hydra")
+    if hydra_node is not None and "runtime" in hydra_node and hydra_node.runtime.choices.get("algorithm"):
+        return str(hydra_node.runtime.choices.algorithm)
+    from hydra.core.hydra_config import HydraConfig
+
+    choice = HydraConfig.get().runtime.choices.get("algorithm") if HydraConfig.initialized() else None
+    return name_of(cfg.algorithm, choice)
+
+
+def stage_names(cfg: DictConfig) -> list[str]:
+    """Each stage's name: its own `name` key, else its algorithm's option."""
+    if cfg.stages is None:
+        return [algorithm_name(cfg)]
+    return [str(s.get("name") or name_of(s.algorithm)) for s in cfg.stages]
+
+
+# -- validation -------------------------------------------------------------------
+
+def _plain(node) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
 def validate(cfg: DictConfig) -> None:
-    """Range checks on the composed config (types were checked by the schema)."""
-    check(is_number(cfg.zeta) and 0.0 <= cfg.zeta <= 1.0, "zeta", cfg.zeta, "a number in [0, 1]")
-    check(cfg.rounds >= 1, "rounds", cfg.rounds, "an integer >= 1")
-    check(cfg.clients_per_round >= 1, "clients_per_round", cfg.clients_per_round, "an integer >= 1")
-    check(cfg.eval_every >= 1, "eval_every", cfg.eval_every, "an integer >= 1")
-    check(cfg.checkpoint_every >= 0, "checkpoint_every", cfg.checkpoint_every, "an integer >= 0 (0: only at the end)")
-    check(cfg.engine.backend in BACKENDS, "engine.backend", cfg.engine.backend, "one of " + ", ".join(BACKENDS))
-    dev = str(cfg.device)
-    check(dev in ("auto", "cpu", "cuda", "mps") or dev.startswith("cuda:"), "device", dev, "auto, cpu, cuda, cuda:N or mps")
-    p = cfg.personalization
-    ok = isinstance(p.epochs, (list, ListConfig)) and all(is_int(k) and k >= 1 for k in p.epochs)
-    check(ok, "personalization.epochs", list(p.epochs) if ok or isinstance(p.epochs, ListConfig) else p.epochs,
-          "a list of integers >= 1, e.g. [1,5]")
-    check(p.curve_epochs >= 0, "personalization.curve_epochs", p.curve_epochs, "an integer >= 0")
-    check(0.0 < p.target_accuracy <= 1.0, "personalization.target_accuracy", p.target_accuracy, "a number in (0, 1]")
-    check(p.train_clients >= 0, "personalization.train_clients", p.train_clients, "an integer >= 0")
-    check(p.local_epochs >= 1, "personalization.local_epochs", p.local_epochs, "an integer >= 1")
-    check(p.local_lr > 0, "personalization.local_lr", p.local_lr, "a number > 0")
-    for key in ("server_opt",):
-        opt = cfg[key]
+    """Range checks on the composed config (types were checked by the schemas)."""
+    top = {k: _plain(cfg.get(k)) for k in ("seed", "rounds", "clients_per_round", "zeta", "eval_every",
+                                            "checkpoint_every", "init_from", "device")}
+    check_values(Config, top, "")
+    check_values(EngineConfig, _plain(cfg.engine), "engine.")
+    check_values(PersonalizationSettings, _plain(cfg.personalization), "personalization.")
+    nodes = [(k, cfg[k]) for k in ("dataset", "model", "algorithm", "client_opt", "server_opt", "logger")]
+    if cfg.personalization.client_opt is not None:
+        nodes.append(("personalization.client_opt", cfg.personalization.client_opt))
+    nodes += [(f"callbacks.{i}", c) for i, c in enumerate(cfg.get("callbacks") or [])]
+    if cfg.stages is not None:
+        check(isinstance(cfg.stages, ListConfig) and len(cfg.stages) >= 1, "stages", _plain(cfg.stages),
+              "null or a list of {name, algorithm, server_opt, rounds}")
+        for i, s in enumerate(cfg.stages):
+            check("rounds" in s and is_int(s.rounds) and s.rounds >= 1, f"stages.{i}.rounds", s.get("rounds"),
+                  "an integer >= 1")
+            nodes += [(f"stages.{i}.{k}", s[k]) for k in ("algorithm", "server_opt") if k in s]
+    for path, node in nodes:
+        if isinstance(node, DictConfig) and "_target_" in node:
+            validate_node(_plain(node), path)
+    for key, opt in [("server_opt", cfg.server_opt)] + [(f"stages.{i}.server_opt", s.get("server_opt"))
+                                                         for i, s in enumerate(cfg.stages or [])]:
+        if opt is None:
+            continue
         if "lr" in opt:
             check(is_number(opt.lr) and opt.lr > 0, f"{key}.lr", opt.lr, "a number > 0")
         if "momentum" in opt:
             check(is_number(opt.momentum) and 0 <= opt.momentum < 1, f"{key}.momentum", opt.momentum, "a number in [0, 1)")
-    if cfg.init_from is not None:
-        from pathlib import Path
-
-        check(Path(cfg.init_from).exists(), "init_from", cfg.init_from,
-              "null or an existing run directory / checkpoint file to start from")
-    if cfg.stages is not None:
-        check(isinstance(cfg.stages, (list, ListConfig)) and len(cfg.stages) >= 1, "stages", cfg.stages,
-              "null or a list of {name, algorithm, server_opt, rounds}")
-        for i, s in enumerate(cfg.stages):
-            check("rounds" in s and is_int(s.rounds) and s.rounds >= 1, f"stages[{i}].rounds", s.get("rounds"), "an integer >= 1")
 
 
 def validate_population(cfg: DictConfig, num_train: int, num_heldout: int) -> None:
@@ -119,4 +223,32 @@ def validate_population(cfg: DictConfig, num_train: int, num_heldout: int) -> No
           f"at most the training population of {cfg.dataset.name} ({num_train} clients)")
 
 
-__all__ = ["Config", "ConfigError", "register", "validate", "validate_population"]
+# -- building -----------------------------------------------------------------------
+
+def build(node, drop=("name",), path: str | None = None, **runtime):
+    """Instantiate a config node. `runtime` kwargs go to the target when its signature
+    names them (a model's num_classes); errors name `path` (the node's config key)."""
+    cfg = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop}
+    target = cfg.pop("_target_")
+    partial = cfg.pop("_partial_", False)
+    fn = locate(target)
+    params = inspect.signature(fn).parameters
+    accepts_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    extra = {k: v for k, v in runtime.items() if k in params}
+    unknown = [k for k in cfg if k not in params and not accepts_all]
+    if unknown:
+        key = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ConfigError(key, cfg[unknown[0]], f"a setting of {target} ({', '.join(p for p in params if p != 'self')})")
+    if partial:
+        return lambda *a, **kw: fn(*a, **{**cfg, **extra, **kw})
+    try:
+        return fn(**cfg, **extra)
+    except ConfigError as exc:  # a setting's rule: name the real config path
+        prefix = exc.key.split(".", 1)
+        if path and len(prefix) == 2 and prefix[1] in cfg:
+            raise ConfigError(f"{path}.{prefix[1]}", exc.value, exc.allowed) from None
+        raise
+
+
+__all__ = ["CONF_DIR", "Config", "ConfigError", "SWEEPS_DIR", "algorithm_name", "build", "register", "stage_names",
+           "validate", "validate_population"]

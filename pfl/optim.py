@@ -11,23 +11,18 @@ from dataclasses import dataclass
 
 import torch
 
-from pfl.config_errors import check, is_int, is_number
+from pfl.settings import Settings, integer, number, setting
 
 Params = dict[str, torch.Tensor]
 
 
 @dataclass
-class ClientSGD:
-    lr: float = 0.02
-    batch_size: int = 20
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-
-    def __post_init__(self):
-        check(is_number(self.lr) and self.lr > 0, "client_opt.lr", self.lr, "a number > 0")
-        check(is_int(self.batch_size) and self.batch_size >= 1, "client_opt.batch_size", self.batch_size, "an integer >= 1")
-        check(is_number(self.momentum) and 0 <= self.momentum < 1, "client_opt.momentum", self.momentum, "a number in [0, 1)")
-        check(is_number(self.weight_decay) and self.weight_decay >= 0, "client_opt.weight_decay", self.weight_decay, "a number >= 0")
+class ClientSGD(Settings):
+    lr: float = setting(0.02, number(gt=0))  # the first paper's client lr
+    batch_size: int = setting(20, integer(ge=1))
+    momentum: float = setting(0.0, number(ge=0, lt=1))
+    weight_decay: float = setting(0.0, number(ge=0))
+    config_path = "client_opt"
 
     def init(self, params: Params) -> dict:
         if self.momentum == 0:
@@ -44,17 +39,13 @@ class ClientSGD:
 
 
 @dataclass
-class ClientAdam:
-    lr: float = 0.001
-    batch_size: int = 20
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-
-    def __post_init__(self):
-        check(is_number(self.lr) and self.lr > 0, "client_opt.lr", self.lr, "a number > 0")
-        check(is_int(self.batch_size) and self.batch_size >= 1, "client_opt.batch_size", self.batch_size, "an integer >= 1")
-        check(is_number(self.beta1) and is_number(self.beta2) and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "client_opt.beta1/beta2", (self.beta1, self.beta2), "numbers in [0, 1)")
+class ClientAdam(Settings):
+    lr: float = setting(0.001, number(gt=0))
+    batch_size: int = setting(20, integer(ge=1))
+    beta1: float = setting(0.9, number(ge=0, lt=1))
+    beta2: float = setting(0.999, number(ge=0, lt=1))
+    eps: float = setting(1e-8, number(gt=0))
+    config_path = "client_opt"
 
     def init(self, params: Params) -> dict:
         zeros = lambda: {k: torch.zeros_like(v) for k, v in params.items()}  # noqa: E731

@@ -6,7 +6,6 @@ call it directly. Returns the summary dict that is also `summary.json`.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
@@ -20,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pfl.algorithms.local import LocalTrainer
-from pfl.config import validate, validate_population
+from pfl.config import build, stage_names, validate, validate_population
 from pfl.config_errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
 from pfl.engine.checkpoint import RoundCheckpoint
@@ -46,29 +45,6 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)",
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=DeprecationWarning)
 
 
-def build(node, drop=("name",), **runtime):
-    """Instantiate a config node, passing only the runtime kwargs its target accepts."""
-    cfg = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop}
-    target = cfg.pop("_target_")
-    partial = cfg.pop("_partial_", False)
-    fn = _locate(target)
-    params = inspect.signature(fn).parameters
-    accepts_all = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    extra = {k: v for k, v in runtime.items() if accepts_all or k in params}
-    unknown = [k for k in cfg if k not in params and not accepts_all]
-    if unknown:
-        raise ConfigError(unknown[0], cfg[unknown[0]], f"a setting of {target} ({', '.join(p for p in params if p != 'self')})")
-    if partial:
-        return lambda *a, **kw: fn(*a, **{**cfg, **extra, **kw})
-    return fn(**cfg, **extra)
-
-
-def _locate(path: str):
-    from hydra._internal.utils import _locate as locate
-
-    return locate(path)
-
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -78,13 +54,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_stages(cfg: DictConfig) -> list[Stage]:
+    names = stage_names(cfg)  # the algorithm's option (`algorithm=reptile`), or each stage's name
     if cfg.stages is None:
-        return [Stage(build(cfg.algorithm), instantiate(cfg.server_opt), cfg.rounds, cfg.algorithm.name)]
-    stages = []
-    for i, s in enumerate(cfg.stages):
-        alg = build(s.algorithm)
-        stages.append(Stage(alg, instantiate(s.server_opt), s.rounds, s.get("name") or alg.name))
-    return stages
+        return [Stage(build(cfg.algorithm, path="algorithm"), instantiate(cfg.server_opt), cfg.rounds, names[0])]
+    return [Stage(build(s.algorithm, path=f"stages.{i}.algorithm"), instantiate(s.server_opt), s.rounds, names[i])
+            for i, s in enumerate(cfg.stages)]
 
 
 def _checkpoint_round(path: Path) -> int:
@@ -114,13 +88,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
-    data = flag_permuted_clients(build(cfg.dataset))  # ζ-permuted clients augment, where the data set can
+    data = flag_permuted_clients(build(cfg.dataset, path="dataset"))  # ζ-permuted clients augment, where the data set can
     validate_population(cfg, len(data.train), len(data.heldout))
-    model = build(cfg.model, num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
+    model = build(cfg.model, path="model", num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
     task = Task(model, data.input_transform, data.ignore_index, data.augment)
-    local = LocalTrainer(task, build(cfg.client_opt))
+    local = LocalTrainer(task, build(cfg.client_opt, path="client_opt"))
     p_opt = cfg.personalization.client_opt
-    personal = LocalTrainer(task, build(p_opt)) if p_opt is not None else local
+    personal = LocalTrainer(task, build(p_opt, path="personalization.client_opt")) if p_opt is not None else local
     stages = build_stages(cfg)
     device = resolve_device(str(cfg.device))
     backend = make_backend(cfg.engine.backend, model, device, cfg.engine.chunk_size)

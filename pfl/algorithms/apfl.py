@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
-from pfl.config_errors import check, is_int, is_number
+from pfl.settings import integer, number, setting
 from pfl.task import Params
 
 W, V, MIX = "w.", "v.", "apfl_mix"
@@ -45,13 +45,8 @@ def mixture(joint: Params) -> Params:
 
 @dataclass
 class APFL(Algorithm):
-    local_epochs: int = 1
-    mix_init: float = 0.5  # a at the start of a client's life
-    name: str = "apfl"
-
-    def __post_init__(self):
-        check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs, "an integer >= 1")
-        check(is_number(self.mix_init) and 0 <= self.mix_init <= 1, "algorithm.mix_init", self.mix_init, "a number in [0, 1]")
+    local_epochs: int = setting(1, integer(ge=1))
+    mix_init: float = setting(0.5, number(ge=0, le=1))  # a at the start of a client's life
 
     def init_client_state(self, global_params: Params) -> dict:
         first = next(iter(global_params.values()))

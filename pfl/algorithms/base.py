@@ -29,6 +29,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from pfl import aggregate as agg
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import ClientData, Split
+from pfl.settings import Settings
 from pfl.task import Params
 
 
@@ -42,13 +43,18 @@ class ClientUpdate(NamedTuple):
 
 def nbytes(tensors) -> int:
     """Bytes of every tensor in a (nested) dict."""
-    return sum(t.numel() * t.element_size() for t in tree_leaves(tensors))
+    return sum(t.numel() * t.element_size() for t in tree_leaves(tensors) if isinstance(t, Tensor))
 
 
-class Algorithm:
+class Algorithm(Settings):
     """Base class: FedAvg's server and the default personalization; subclasses
-    override `client_update` and whichever other hooks they need."""
+    override `client_update` and whichever other hooks they need.
 
+    Subclasses are dataclasses whose fields are `setting(...)`s (pfl.settings): the one
+    place a setting's default and allowed values live. The algorithm's name is its
+    config option (conf/algorithm/<name>.yaml), not a field."""
+
+    config_path = "algorithm"
     #: personalization epochs this algorithm's results are read at, added to
     #: `personalization.epochs` (FedAvg-FT's K fine-tuning epochs)
     report_epochs: tuple[int, ...] = ()
@@ -60,11 +66,11 @@ class Algorithm:
         """The server's parameters, from the model's initial ones."""
         return dict(model_params)
 
-    def init_server_state(self, global_params: Params, num_clients: int | None = None) -> dict:
+    def init_server_state(self, global_params: Params, num_clients: int | None = None, rounds: int | None = None) -> dict:
         """Server-side state besides the parameters and the server optimizer
-        (a control variate, a running statistic); kept in checkpoints.
-        `num_clients` is the size of the training population N (the engine passes
-        it; e.g. SCAFFOLD's |S|/N), None where no population is known."""
+        (a control variate, a round counter); kept in checkpoints. The engine
+        passes the training population's size N (SCAFFOLD's |S|/N) and the stage's
+        number of rounds; both None where none is known (a bare run_round)."""
         return {}
 
     def server_optimizer(self, param_groups: list[dict], configured):
@@ -112,6 +118,10 @@ class Algorithm:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return server_state
+
+    def server_metrics(self, params: Params, server_state: dict) -> dict[str, Tensor]:
+        """Scalars of the server's side to log each round, as `<algorithm>/<name>` (after the update)."""
+        return {}
 
     def bytes_exchanged(self, sent: Params, updates: ClientUpdate) -> tuple[int, int]:
         """(down, up) bytes per client: what was broadcast and what one client sent back."""

@@ -23,28 +23,18 @@ from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta
 from pfl.data.federated import ClientData, Split
 from pfl.optim import ClientAdam
-from pfl.config_errors import check, is_int, is_number
+from pfl.settings import integer, number, setting
 
 
 @dataclass
 class Centralized(Algorithm):
-    epochs: int = 10
-    lr: float = 0.001  # Adam on the pooled data
-    batch_size: int = 20
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    name: str = "centralized"
-
-    def __post_init__(self):
-        check(is_int(self.epochs) and self.epochs >= 1, "algorithm.epochs", self.epochs, "an integer >= 1")
-        check(is_number(self.lr) and self.lr > 0, "algorithm.lr", self.lr, "a number > 0")
-        check(is_int(self.batch_size) and self.batch_size >= 1, "algorithm.batch_size", self.batch_size, "an integer >= 1")
-        check(is_number(self.beta1) and is_number(self.beta2) and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
-              "algorithm.beta1/beta2", (self.beta1, self.beta2), "numbers in [0, 1)")
-        check(is_number(self.weight_decay) and self.weight_decay >= 0, "algorithm.weight_decay", self.weight_decay,
-              "a number >= 0")
+    epochs: int = setting(10, integer(ge=1))  # one logged "round" = one epoch
+    lr: float = setting(0.001, number(gt=0))  # Adam on the pooled data
+    batch_size: int = setting(20, integer(ge=1))
+    beta1: float = setting(0.9, number(ge=0, lt=1))
+    beta2: float = setting(0.999, number(ge=0, lt=1))
+    eps: float = setting(1e-8, number(gt=0))
+    weight_decay: float = setting(0.0, number(ge=0))
 
     @property
     def rounds(self) -> int:
@@ -53,7 +43,7 @@ class Centralized(Algorithm):
     def adam(self) -> ClientAdam:
         return ClientAdam(lr=self.lr, batch_size=self.batch_size, beta1=self.beta1, beta2=self.beta2, eps=self.eps)
 
-    def init_server_state(self, global_params, num_clients=None):
+    def init_server_state(self, global_params, num_clients=None, rounds=None):
         return {"adam": self.adam().init(dict(global_params))}
 
     def server_optimizer(self, param_groups, configured):

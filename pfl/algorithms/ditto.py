@@ -28,21 +28,14 @@ from dataclasses import dataclass
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.fedprox import proximal
-from pfl.config_errors import check, is_int, is_number
+from pfl.settings import integer, number, setting
 
 
 @dataclass
 class Ditto(Algorithm):
-    local_epochs: int = 1  # E: epochs of the global model's local training (FedAvg)
-    personal_epochs: int = 1  # epochs of the personal model's proximal updates per round
-    lam: float = 0.1  # λ: pull of the personal model toward the global one
-    name: str = "ditto"
-
-    def __post_init__(self):
-        for k in ("local_epochs", "personal_epochs"):
-            v = getattr(self, k)
-            check(is_int(v) and v >= 1, f"algorithm.{k}", v, "an integer >= 1")
-        check(is_number(self.lam) and self.lam >= 0, "algorithm.lam", self.lam, "a number >= 0")
+    local_epochs: int = setting(1, integer(ge=1))  # E: epochs of the global model's local training (FedAvg)
+    personal_epochs: int = setting(1, integer(ge=1))  # epochs of the personal model's proximal updates per round
+    lam: float = setting(0.1, number(ge=0))  # λ: pull of the personal model toward the global one
 
     def epochs(self, local, e):
         return lambda n: e * local.batches_per_epoch(n)

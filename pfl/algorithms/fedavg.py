@@ -18,16 +18,12 @@ import torch
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, uniform_weight
-from pfl.config_errors import check, is_int
+from pfl.settings import boolean, integer, setting
 
 
 @dataclass
 class FedSGD(Algorithm):
-    full_batch: bool = True  # False: the minibatch of local step 0 (LocalTrainer.batch)
-    name: str = "fedsgd"
-
-    def __post_init__(self):
-        check(isinstance(self.full_batch, bool), "algorithm.full_batch", self.full_batch, "true or false")
+    full_batch: bool = setting(True, boolean())  # False: one step on the minibatch of local step 0 (FOMAML(0))
 
     def client_update(self, local, params, data, key, state=None):
         if self.full_batch:
@@ -41,11 +37,7 @@ class FedSGD(Algorithm):
 
 @dataclass
 class FedAvg(Algorithm):
-    local_epochs: int = 1
-    name: str = "fedavg"
-
-    def __post_init__(self):
-        check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs, "an integer >= 1")
+    local_epochs: int = setting(1, integer(ge=1))  # E
 
     def steps(self, local):
         """E epochs: a count per client, from its number of examples."""
@@ -58,11 +50,7 @@ class FedAvg(Algorithm):
 
 @dataclass
 class Reptile(Algorithm):
-    local_steps: int = 1
-    name: str = "reptile"
-
-    def __post_init__(self):
-        check(is_int(self.local_steps) and self.local_steps >= 1, "algorithm.local_steps", self.local_steps, "an integer >= 1")
+    local_steps: int = setting(5, integer(ge=1))  # K
 
     def client_update(self, local, params, data, key, state=None):
         new, loss = local.train(params, data, key, self.local_steps)

@@ -28,21 +28,14 @@ from dataclasses import dataclass
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, nbytes
 from pfl.algorithms.fedrep import _with_fixed
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.config_errors import check, is_int
+from pfl.settings import integer, one_of, setting, text
 
 
 @dataclass
 class FedBABU(Algorithm):
-    local_epochs: int = 1  # E: epochs of body updates per round
-    head: str = "head"  # prefix of the frozen head (pfl.models: head; emnist_cnn/small_cnn: fc2)
-    finetune: str = "head"  # personalization: head | all
-    name: str = "fedbabu"
-
-    def __post_init__(self):
-        check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs,
-              "an integer >= 1")
-        check(isinstance(self.head, str) and self.head != "", "algorithm.head", self.head, "a parameter-name prefix")
-        check(self.finetune in ("head", "all"), "algorithm.finetune", self.finetune, "head or all")
+    local_epochs: int = setting(1, integer(ge=1))  # E: epochs of body updates per round
+    head: str = setting("head", text("head"))  # prefix of the frozen head (emnist_cnn/small_cnn: fc2)
+    finetune: str = setting("head", one_of("head", "all"))  # personalization: head | all
 
     def client_update(self, local, sent, data, key, state=None):
         check_head(local.task, self.head)

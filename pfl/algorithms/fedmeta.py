@@ -23,6 +23,7 @@ update on all the client's training data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch.func import grad
@@ -30,7 +31,7 @@ from torch.func import grad
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, uniform_weight
 from pfl.algorithms.meta import sample_batch, sgd, split_support_query
-from pfl.config_errors import check, is_int, is_number
+from pfl.settings import boolean, integer, number, one_of, optional, setting
 from pfl.task import Params
 
 LR = "inner_lr."
@@ -39,25 +40,13 @@ VARIANTS = ("maml", "metasgd")
 
 @dataclass
 class FedMeta(Algorithm):
-    variant: str = "maml"
-    support_fraction: float = 0.8  # P
-    inner_lr: float = 0.5  # α (Meta-SGD: its initial value)
-    inner_steps: int = 1
-    outer_lr: float = 1.0  # β, the server learning rate
-    first_order: bool = False
-    batch_size: int | None = None  # support/query minibatch (null: the whole sets)
-    name: str = "fedmeta"
-
-    def __post_init__(self):
-        check(self.variant in VARIANTS, "algorithm.variant", self.variant, " or ".join(VARIANTS))
-        check(is_number(self.support_fraction) and 0 < self.support_fraction < 1, "algorithm.support_fraction",
-              self.support_fraction, "a number in (0, 1)")
-        check(is_number(self.inner_lr) and self.inner_lr > 0, "algorithm.inner_lr", self.inner_lr, "a number > 0")
-        check(is_number(self.outer_lr) and self.outer_lr > 0, "algorithm.outer_lr", self.outer_lr, "a number > 0")
-        check(is_int(self.inner_steps) and self.inner_steps >= 1, "algorithm.inner_steps", self.inner_steps, "an integer >= 1")
-        check(isinstance(self.first_order, bool), "algorithm.first_order", self.first_order, "true or false")
-        check(self.batch_size is None or (is_int(self.batch_size) and self.batch_size >= 1), "algorithm.batch_size",
-              self.batch_size, "null or an integer >= 1")
+    variant: str = setting("maml", one_of(*VARIANTS))  # metasgd: learned per-parameter inner lrs (server state)
+    support_fraction: float = setting(0.8, number(gt=0, lt=1))  # P
+    inner_lr: float = setting(0.5, number(gt=0))  # α (Meta-SGD: its initial value)
+    inner_steps: int = setting(1, integer(ge=1))
+    outer_lr: float = setting(1.0, number(gt=0))  # β, the server learning rate (a parameter group of server_opt)
+    first_order: bool = setting(False, boolean())  # true: FOMAML
+    batch_size: Optional[int] = setting(None, optional(integer(ge=1)))  # support/query minibatch (null: the whole sets)
 
     # -- server state ----------------------------------------------------------
     def init_global(self, model_params: Params) -> Params:

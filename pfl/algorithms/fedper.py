@@ -23,19 +23,13 @@ from dataclasses import dataclass
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.config_errors import check, is_int
+from pfl.settings import integer, setting, text
 
 
 @dataclass
 class FedPer(Algorithm):
-    local_epochs: int = 1  # E
-    head: str = "head"  # prefix of the personal layers (pfl.models: head; emnist_cnn/small_cnn: fc2)
-    name: str = "fedper"
-
-    def __post_init__(self):
-        check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs,
-              "an integer >= 1")
-        check(isinstance(self.head, str) and self.head != "", "algorithm.head", self.head, "a parameter-name prefix")
+    local_epochs: int = setting(1, integer(ge=1))  # E
+    head: str = setting("head", text("head"))  # prefix of the personal layers (emnist_cnn/small_cnn: fc2)
 
     def init_client_state(self, global_params):
         return {k: v.detach().clone() for k, v in split_by_prefix(global_params, self.head)[1].items()}

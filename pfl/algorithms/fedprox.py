@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from pfl.algorithms.base import ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.fedavg import FedAvg
-from pfl.config_errors import check, is_number
+from pfl.settings import number, setting
 
 
 def proximal(task_loss, anchor, mu: float):
@@ -32,12 +32,7 @@ def proximal(task_loss, anchor, mu: float):
 
 @dataclass
 class FedProx(FedAvg):
-    mu: float = 0.01  # μ: weight of the proximal term
-    name: str = "fedprox"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_number(self.mu) and self.mu >= 0, "algorithm.mu", self.mu, "a number >= 0")
+    mu: float = setting(0.01, number(ge=0))  # μ: weight of the proximal term
 
     def client_update(self, local, params, data, key, state=None):
         new, loss = local.train(params, data, key, self.steps(local), loss=proximal(local.task.loss, params, self.mu))

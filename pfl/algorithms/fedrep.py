@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.config_errors import check, is_int
+from pfl.settings import integer, setting, text
 
 
 def _with_fixed(task_loss, fixed):
@@ -40,16 +40,9 @@ def _with_fixed(task_loss, fixed):
 
 @dataclass
 class FedRep(Algorithm):
-    head_epochs: int = 10  # τ_h: epochs of head updates per round
-    body_epochs: int = 1  # τ_φ: epochs of representation updates per round
-    head: str = "head"  # prefix of the head's parameter names (pfl.models: head; emnist_cnn/small_cnn: fc2)
-    name: str = "fedrep"
-
-    def __post_init__(self):
-        for k in ("head_epochs", "body_epochs"):
-            v = getattr(self, k)
-            check(is_int(v) and v >= 1, f"algorithm.{k}", v, "an integer >= 1")
-        check(isinstance(self.head, str) and self.head != "", "algorithm.head", self.head, "a parameter-name prefix")
+    head_epochs: int = setting(10, integer(ge=1))  # τ_h: epochs of head updates per round
+    body_epochs: int = setting(1, integer(ge=1))  # τ_φ: epochs of representation updates per round
+    head: str = setting("head", text("head"))  # prefix of the head (pfl.models: head; emnist_cnn/small_cnn: fc2)
 
     def epochs(self, local, e):
         return lambda n: e * local.batches_per_epoch(n)
@@ -66,7 +59,8 @@ class FedRep(Algorithm):
                                       loss=_with_fixed(local.task.loss, sent))
         body, loss = local.train(sent, data, rng.fold(key, 0xB0D7), self.epochs(local, self.body_epochs),
                                  loss=_with_fixed(local.task.loss, head))
-        return ClientUpdate(model_delta(sent, body), examples_weight(data), {"loss": loss, "head_loss": head_loss}, head)
+        metrics = {"loss": loss, "head_loss": head_loss}
+        return ClientUpdate(model_delta(sent, body), examples_weight(data), metrics, head)
 
     def personal_model(self, params, state=None):
         model = self.model_params(params)

@@ -17,19 +17,14 @@ from dataclasses import dataclass
 import torch
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, uniform_weight
-from pfl.config_errors import check, is_int, is_number
+from pfl.settings import integer, number, setting
 from pfl.optim import ClientSGD
 
 
 @dataclass
 class LocalOnly(Algorithm):
-    epochs: int = 200
-    lr: float = 0.005
-    name: str = "local"
-
-    def __post_init__(self):
-        check(is_int(self.epochs) and self.epochs >= 1, "algorithm.epochs", self.epochs, "an integer >= 1")
-        check(is_number(self.lr) and self.lr > 0, "algorithm.lr", self.lr, "a number > 0")
+    epochs: int = setting(200, integer(ge=1))  # the AFML paper's local-only reference
+    lr: float = setting(0.005, number(gt=0))
 
     @property
     def report_epochs(self) -> tuple[int, ...]:

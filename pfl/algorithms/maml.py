@@ -29,7 +29,7 @@ from torch.func import grad_and_value
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
-from pfl.config_errors import check, is_int
+from pfl.settings import integer, setting
 
 
 def gradient_step_delta(local, params, grads):
@@ -46,17 +46,12 @@ def query_batch(local, data, key, k: int):
 
 @dataclass
 class _MetaAlgorithm(Algorithm):
-    local_steps: int = 1
-    name: str = "meta"
-
-    def __post_init__(self):
-        check(is_int(self.local_steps) and self.local_steps >= 0, "algorithm.local_steps", self.local_steps,
-              "an integer >= 0 (0: FedSGD on one minibatch)")
+    local_steps: int = setting(1, integer(ge=0, note="0: FedSGD on one minibatch"))  # K
 
 
 @dataclass
 class FOMAML(_MetaAlgorithm):
-    name: str = "fomaml"
+    local_steps: int = setting(5, integer(ge=0, note="0: FedSGD on one minibatch"))  # K
 
     def client_update(self, local, params, data, key, state=None):
         k = self.local_steps
@@ -69,7 +64,6 @@ class FOMAML(_MetaAlgorithm):
 
 @dataclass
 class MAML(_MetaAlgorithm):
-    name: str = "maml"
 
     def client_update(self, local, params, data, key, state=None):
         k = self.local_steps

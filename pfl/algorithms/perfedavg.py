@@ -23,6 +23,7 @@ is trained to take), batch size of the client optimizer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch.func import grad, jvp
@@ -30,7 +31,7 @@ from torch.func import grad, jvp
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
 from pfl.algorithms.meta import sgd, split_support_query
-from pfl.config_errors import check, is_int, is_number
+from pfl.settings import integer, number, one_of, optional, setting
 from pfl.optim import ClientSGD
 from pfl.task import Params
 
@@ -44,18 +45,10 @@ def hessian_vector_product(loss, params: Params, vector: Params, *args) -> Param
 
 @dataclass
 class PerFedAvg(Algorithm):
-    variant: str = "fo"
-    inner_lr: float = 0.05  # α
-    local_steps: int = 5  # τ
-    support_fraction: float | None = None  # P (null: no support/query split)
-    name: str = "perfedavg"
-
-    def __post_init__(self):
-        check(self.variant in VARIANTS, "algorithm.variant", self.variant, " or ".join(VARIANTS))
-        check(is_number(self.inner_lr) and self.inner_lr > 0, "algorithm.inner_lr", self.inner_lr, "a number > 0")
-        check(is_int(self.local_steps) and self.local_steps >= 1, "algorithm.local_steps", self.local_steps, "an integer >= 1")
-        check(self.support_fraction is None or (is_number(self.support_fraction) and 0 < self.support_fraction < 1),
-              "algorithm.support_fraction", self.support_fraction, "null or a number in (0, 1)")
+    variant: str = setting("fo", one_of(*VARIANTS))  # hf: exact Hessian-vector products
+    inner_lr: float = setting(0.05, number(gt=0))  # α
+    local_steps: int = setting(5, integer(ge=1))  # τ
+    support_fraction: Optional[float] = setting(0.8, optional(number(gt=0, lt=1)))  # P (the AFML paper's 80%; null: no split)
 
     def meta_grad(self, local, theta: Params, batches, key):
         """(g, loss of the outer batch) for one local step."""

@@ -37,26 +37,16 @@ from torch.func import grad_and_value
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
-from pfl.config_errors import check, is_int, is_number
+from pfl.settings import integer, number, setting
 
 
 @dataclass
 class PFedMe(Algorithm):
-    local_epochs: int = 1  # R = E · ceil(n / batch_size) local rounds, one minibatch each
-    lam: float = 15.0  # λ: Moreau-envelope regularization
-    inner_steps: int = 5  # K: gradient steps on the inner problem per minibatch
-    personal_lr: float = 0.01  # lr of those K steps
-    beta: float = 1.0  # β: server mixing (w ← (1-β)w + β·mean w_i)
-    name: str = "pfedme"
-
-    def __post_init__(self):
-        for k in ("local_epochs", "inner_steps"):
-            v = getattr(self, k)
-            check(is_int(v) and v >= 1, f"algorithm.{k}", v, "an integer >= 1")
-        check(is_number(self.lam) and self.lam > 0, "algorithm.lam", self.lam, "a number > 0")
-        check(is_number(self.personal_lr) and self.personal_lr > 0, "algorithm.personal_lr", self.personal_lr,
-              "a number > 0")
-        check(is_number(self.beta) and self.beta > 0, "algorithm.beta", self.beta, "a number > 0")
+    local_epochs: int = setting(1, integer(ge=1))  # R = E · ceil(n / batch_size) local rounds, one minibatch each
+    lam: float = setting(15.0, number(gt=0))  # λ: Moreau-envelope regularization
+    inner_steps: int = setting(5, integer(ge=1))  # K: gradient steps on the inner problem per minibatch
+    personal_lr: float = setting(0.01, number(gt=0))  # lr of those K steps
+    beta: float = setting(1.0, number(gt=0))  # β: server mixing (w ← (1-β)w + β·mean w_i)
 
     def server_optimizer(self, param_groups, configured):
         return torch.optim.SGD(param_groups, lr=self.beta)  # Eq. (10)

@@ -37,23 +37,18 @@ from dataclasses import dataclass
 import torch
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
-from pfl.config_errors import check, is_int
 from pfl.execution import StepLoop
+from pfl.settings import integer, setting
 
 
 @dataclass
 class SCAFFOLD(Algorithm):
-    local_epochs: int = 1  # E: local steps K_i = E · ceil(n_i / batch_size)
-    name: str = "scaffold"
-
-    def __post_init__(self):
-        check(is_int(self.local_epochs) and self.local_epochs >= 1, "algorithm.local_epochs", self.local_epochs,
-              "an integer >= 1")
+    local_epochs: int = setting(1, integer(ge=1))  # E: local steps K_i = E · ceil(n_i / batch_size)
 
     def steps(self, local):
         return lambda n: self.local_epochs * local.batches_per_epoch(n)
 
-    def init_server_state(self, global_params, num_clients=None):
+    def init_server_state(self, global_params, num_clients=None, rounds=None):
         # N = None (no population known, e.g. a bare run_round): |S|/N is taken as 1
         return {"c": {k: torch.zeros_like(v) for k, v in global_params.items()}, "num_clients": num_clients}
 

@@ -22,10 +22,10 @@ import codecs
 import io
 import pickle
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
-from pfl.config_errors import check, is_int, is_number
 from pfl.data.cache import Source, decoded
 from pfl.data.download import DataError, Remote
 from pfl.data.augment import RandomCropFlip
@@ -33,6 +33,7 @@ from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, population_split
 from pfl.data.partition import dirichlet_label_skew_paired
 from pfl.data.transforms import cifar_pixels
+from pfl.settings import checked, integer, number
 
 ARCHIVE = Remote("cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                  md5="eb9058c3a382ffc7106e4002c42a8d85")
@@ -84,19 +85,18 @@ def _decode(paths: dict[str, Path]) -> dict[str, np.ndarray]:
     return out
 
 
+@checked("dataset")
 def load_cifar100(
     root: str | None = None,
     cache_dir: str | None = None,
-    num_clients: int = 100,
+    num_clients: Annotated[int, integer(ge=2)] = 100,
     train_clients: int = 80,
     heldout_clients: int | None = None,
-    alpha: float = 0.5,
+    alpha: Annotated[float, number(gt=0)] = 0.5,  # Dirichlet concentration (smaller: stronger label skew)
     zeta: float = 1.0,
     seed: int = 0,
     progress: bool = True,
 ) -> FederatedData:
-    check(is_int(num_clients) and num_clients >= 2, "dataset.num_clients", num_clients, "an integer >= 2")
-    check(is_number(alpha) and alpha > 0, "dataset.alpha", alpha, "a number > 0")
     arrays = decoded(SOURCE, "cifar100", _decode, root, cache_dir, progress)
     tr_idx, ho_idx = population_split(num_clients, train_clients, heldout_clients)
     rng = np.random.default_rng([seed, 0xC1FA])

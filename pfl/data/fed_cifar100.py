@@ -16,10 +16,11 @@ client can be personalized and tested. Counts: `train_clients` (null: 500),
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
-from pfl.config_errors import check, is_int, is_number
+from pfl.config_errors import check, is_int
 from pfl.data.cache import Source, decoded
 from pfl.data.download import Remote
 from pfl.data.emnist import read_h5_clients
@@ -27,6 +28,7 @@ from pfl.data.augment import RandomCropFlip
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, unpack_arrays
 from pfl.data.transforms import cifar_pixels
+from pfl.settings import checked, number
 
 TFF_URL = "https://storage.googleapis.com/tff-datasets-public/"
 # sha256 published in TFF's loader (tff.simulation.datasets.cifar100.load_data)
@@ -63,17 +65,17 @@ def split_within_clients(p: Packed, test_fraction: float, rng: np.random.Generat
     return Packed.from_lists(tr_x, tr_y), Packed.from_lists(te_x, te_y)
 
 
+@checked("dataset")
 def load_fed_cifar100(
     root: str | None = None,
     cache_dir: str | None = None,
     train_clients: int | None = None,
     heldout_clients: int | None = None,
-    test_fraction: float = 0.2,
+    test_fraction: Annotated[float, number(gt=0, lt=1)] = 0.2,  # each client's own images split into train / test
     zeta: float = 1.0,
     seed: int = 0,
     progress: bool = True,
 ) -> FederatedData:
-    check(is_number(test_fraction) and 0 < test_fraction < 1, "dataset.test_fraction", test_fraction, "a number in (0, 1)")
     arrays = decoded(SOURCE, "fed_cifar100", _decode, root, cache_dir, progress)
     pools = [unpack_arrays(n, arrays) for n in ("train", "test")]
     sizes = [len(p.counts) for p in pools]

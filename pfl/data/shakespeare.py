@@ -26,17 +26,18 @@ characters, so the client writes in a consistent cipher.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import h5py
 import numpy as np
 
-from pfl.config_errors import check
 from pfl.data import text
 from pfl.data.cache import Source, decoded
 from pfl.data.download import Remote
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
 from pfl.data.transforms import token_ids
+from pfl.settings import checked, integer
 
 TFF_URL = "https://storage.googleapis.com/tff-datasets-public/"
 # sha256 published in TFF's loader (tff.simulation.datasets.shakespeare.load_data)
@@ -70,19 +71,19 @@ def _decode(seq_len: int):
     return decode
 
 
+@checked("dataset")
 def load_shakespeare(
     root: str | None = None,
     cache_dir: str | None = None,
     train_clients: int = 500,
     heldout_clients: int | None = None,
-    seq_len: int = 80,
+    seq_len: Annotated[int, integer(ge=2)] = 80,
     score_special: bool = True,
     permute_inputs: bool = False,
     zeta: float = 1.0,
     seed: int = 0,
     progress: bool = True,
 ) -> FederatedData:
-    check(isinstance(seq_len, int) and seq_len >= 2, "dataset.seq_len", seq_len, "an integer >= 2")
     arrays = decoded(SOURCE, f"shakespeare-seq{seq_len}", _decode(seq_len), root, cache_dir, progress)
     ids = [str(i) for i in arrays["ids"]]
     train, test = unpack_arrays("train", arrays), unpack_arrays("test", arrays)

@@ -22,33 +22,30 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pfl.config_errors import check, is_int, is_number
+from typing import Annotated
+
+from pfl.config_errors import is_int
 from pfl.data.federated import FederatedData, Population
 from pfl.data.partition import zeta_permutations
+from pfl.settings import checked, integer, number, relation
 
 
+@checked("dataset")
 def load_synthetic(
-    alpha: float = 1.0,
-    beta: float = 1.0,
-    num_clients: int = 150,
-    train_clients: int = 100,
-    dim: int = 60,
-    num_classes: int = 10,
-    min_examples: int = 50,
-    max_examples: int = 500,
-    test_fraction: float = 0.2,
+    alpha: Annotated[float, number(ge=0)] = 1.0,
+    beta: Annotated[float, number(ge=0)] = 1.0,
+    num_clients: Annotated[int, integer(ge=2)] = 150,
+    train_clients: Annotated[int, relation(lambda v, s: is_int(v) and 1 <= v < s["num_clients"],
+                                           "an integer in [1, dataset.num_clients - 1]")] = 100,
+    dim: Annotated[int, integer(ge=1)] = 60,
+    num_classes: Annotated[int, integer(ge=2)] = 10,
+    min_examples: Annotated[int, integer(ge=2)] = 50,
+    max_examples: Annotated[int, relation(lambda v, s: is_int(v) and v >= s["min_examples"],
+                                          "an integer >= dataset.min_examples")] = 500,
+    test_fraction: Annotated[float, number(gt=0, lt=1)] = 0.2,
     zeta: float = 1.0,
     seed: int = 0,
 ) -> FederatedData:
-    check(is_number(alpha) and alpha >= 0, "dataset.alpha", alpha, "a number >= 0")
-    check(is_number(beta) and beta >= 0, "dataset.beta", beta, "a number >= 0")
-    check(is_int(num_clients) and num_clients >= 2, "dataset.num_clients", num_clients, "an integer >= 2")
-    check(is_int(train_clients) and 1 <= train_clients < num_clients, "dataset.train_clients", train_clients,
-          f"an integer in [1, {num_clients - 1}] (dataset.num_clients - 1)")
-    check(is_int(min_examples) and min_examples >= 2, "dataset.min_examples", min_examples, "an integer >= 2")
-    check(is_int(max_examples) and max_examples >= min_examples, "dataset.max_examples", max_examples,
-          f"an integer >= dataset.min_examples ({min_examples})")
-    check(is_number(test_fraction) and 0 < test_fraction < 1, "dataset.test_fraction", test_fraction, "a number in (0, 1)")
     g = np.random.default_rng(seed)
     sizes = np.clip(g.lognormal(4, 2, num_clients).astype(int) + min_examples, min_examples, max_examples)
     cov = np.arange(1, dim + 1) ** -1.2

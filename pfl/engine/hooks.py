@@ -19,7 +19,11 @@ def register(name: str, factory: Callable[[DictConfig], list]) -> None:
 
 
 def callbacks_for(cfg: DictConfig) -> list:
+    """The registered factories' callbacks, then those the config lists by `_target_` (`callbacks:`)."""
+    from pfl.config import build
+
     out = []
     for factory in _FACTORIES.values():
         out += factory(cfg)
+    out += [build(node, path=f"callbacks.{i}") for i, node in enumerate(cfg.get("callbacks") or [])]
     return out

@@ -1,4 +1,7 @@
-"""Loggers for a run: metrics.csv always, Weights & Biases when logger=wandb."""
+"""Loggers for a run: metrics.csv always, plus the `logger` option's `_target_` (logger=wandb: Weights & Biases).
+
+The target is called with the settings of its YAML and, where its signature names them, `cfg`,
+`run_dir`, `resume_round` and `save_dir` (a Lightning logger's folder: the run directory)."""
 
 from __future__ import annotations
 
@@ -29,15 +32,12 @@ def wandb_mode(requested: str) -> str:
 
 
 def make_loggers(cfg: DictConfig, run_dir: Path, resume_round: int | None) -> list:
+    from pfl.config import build
+
     loggers = [MetricsCSV(run_dir, resume_round)]
-    if cfg.logger.kind == "wandb":
-        from pfl.engine.wandb_logger import make_wandb_logger
-
-        loggers.append(make_wandb_logger(cfg, run_dir, wandb_mode(cfg.logger.mode)))
-    elif cfg.logger.kind != "csv":
-        from pfl.config_errors import ConfigError
-
-        raise ConfigError("logger.kind", cfg.logger.kind, "csv or wandb")
+    if cfg.logger.get("_target_") not in (None, f"{MetricsCSV.__module__}.{MetricsCSV.__qualname__}"):
+        loggers.append(build(cfg.logger, path="logger", cfg=cfg, run_dir=Path(run_dir), resume_round=resume_round,
+                             save_dir=str(run_dir)))
     return loggers
 
 

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
@@ -120,9 +121,11 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def run_identity(cfg: DictConfig, run_dir: Path) -> tuple[str | None, list[str], str]:
     """(group, tags, name): a sweep's runs share its group; tags name algorithm, dataset and ζ."""
-    alg = cfg.algorithm.name if cfg.stages is None else "+".join(str(s.get("name", "")) for s in cfg.stages)
-    tags = list(cfg.logger.tags) + [f"algorithm:{alg}", f"dataset:{cfg.dataset.name}", f"zeta:{cfg.zeta}"]
-    group, name = cfg.logger.group, Path(run_dir).name
+    from pfl.config import stage_names
+
+    alg = "+".join(stage_names(cfg))
+    tags = list(cfg.logger.get("tags") or []) + [f"algorithm:{alg}", f"dataset:{cfg.dataset.name}", f"zeta:{cfg.zeta}"]
+    group, name = cfg.logger.get("group"), Path(run_dir).name
     sweep = cfg.get("sweep")
     if sweep is not None and sweep.get("name"):
         group = group or str(sweep.name)
@@ -146,16 +149,23 @@ def _multirun_dir() -> str | None:
     return str(HydraConfig.get().sweep.dir)
 
 
-def make_wandb_logger(cfg: DictConfig, run_dir: Path, mode: str) -> WandbLogger:
+def make_wandb_logger(cfg: DictConfig, run_dir: Path, project: str = "pfl", entity: Optional[str] = None,
+                      group: Optional[str] = None, tags: List[str] = (), mode: str = "auto") -> WandbLogger:
+    """logger=wandb. group (null: the sweep or multirun) and tags (beside algorithm/dataset/zeta) are read
+    from cfg.logger by run_identity; mode: auto (online with an API key, else offline) | online | offline | disabled."""
     import wandb
+
+    from pfl.engine.loggers import wandb_mode
+
+    mode = wandb_mode(mode)
 
     os.environ.setdefault("WANDB_SILENT", "true")
     if wandb.run is not None:  # left open by an earlier run of this process that crashed after training
         wandb.run.finish(exit_code=1)
     group, tags, name = run_identity(cfg, run_dir)
     return PflWandbLogger(
-        project=cfg.logger.project,
-        entity=cfg.logger.entity,
+        project=project,
+        entity=entity,
         group=group,
         tags=tags,
         save_dir=str(run_dir),

@@ -1,16 +1,14 @@
 """Sweep definitions: each sweeps/NAME.yaml becomes the option NAME of the config group `sweep`.
 
-The files live at the project's top level (sweeps/, beside conf/), not in
-conf/, so they are registered in Hydra's ConfigStore (package _global_: a
+The files live at the project's top level (sweeps/, beside conf/; inside the
+package once installed, see pfl.resources), not in conf/, so they are registered in Hydra's ConfigStore (package _global_: a
 definition may set any key, e.g. `hydra.sweep.dir` or a default `algorithm`).
 Select one with `python -m pfl -m +sweep=NAME`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-SWEEPS_DIR = Path(__file__).resolve().parent.parent.parent / "sweeps"
+from pfl.resources import SWEEPS_DIR
 
 
 def names() -> list[str]:

@@ -18,7 +18,7 @@ GROUPS = {d.name: sorted(p.stem for p in d.glob("*.yaml")) for d in Path(CONF_DI
 def test_every_algorithm_instantiates(option):
     cfg = compose_cfg([f"algorithm={option}"])
     stages = build_stages(cfg)
-    assert stages[0].algorithm.name == cfg.algorithm.name
+    assert stages[0].name == option  # the name is the group choice
 
 
 @pytest.mark.parametrize("group", ["server_opt", "client_opt"])
@@ -45,7 +45,7 @@ def test_every_experiment_and_logger_composes():
     for option in GROUPS.get("experiment", []):  # presets may switch data sets: compose without tiny sizes
         assert compose_cfg([f"experiment={option}"], tiny=False) is not None
     for option in GROUPS["logger"]:
-        assert compose_cfg([f"logger={option}"]).logger.kind == option
+        assert "_target_" in compose_cfg([f"logger={option}"]).logger
 
 
 def test_dataset_default_model_follows_dataset():

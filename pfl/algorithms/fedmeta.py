@@ -97,7 +97,7 @@ class FedMeta(Algorithm):
         return ClientUpdate(delta, uniform_weight(data), {"loss": loss.detach()})
 
     # -- personalization -----------------------------------------------------------
-    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
+    def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
         theta, lrs = self.model_params(params), self.rates(params)
         batch = local.full_batch(data)
         for e in range(epochs):

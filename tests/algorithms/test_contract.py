@@ -9,7 +9,8 @@ directory — and four checks read the files those runs wrote:
 - vmap == sequential: the same accuracies, curves and per-round training metrics (1e-5);
 - resume: the resumed run ends with the uninterrupted run's global model, summary and metrics;
 - bytes: totals = the sum of the per-round bytes = rounds x cohort x the bytes of one client's
-  exchange (the global model each way, plus what SETTINGS declares);
+  exchange (the model's parameters each way, `algorithm.model_params` of the final global state,
+  plus what SETTINGS declares);
 - curve length: max(curve_epochs, epochs, the algorithm's report epochs) + 1 points for the
   held-out and the training clients, consistent with the reported accuracies.
 """
@@ -33,13 +34,17 @@ ALGORITHMS = sorted(p.stem for p in (Path(CONF_DIR) / "algorithm").glob("*.yaml"
 # Per-option settings; an option without an entry needs none. Keys:
 #   overrides: extra command-line overrides (to keep the run tiny or valid on the synthetic data set)
 #   exchanges: False for options that send nothing either way (0 bytes)
-#   extra_down / extra_up: bytes per client sent beyond the global model's parameters
+#   extra_down / extra_up: bytes per client sent beyond the model's parameters
 #   xfail: {check: reason} for a known bug (strict: the test fails once the bug is fixed)
 SETTINGS: dict[str, dict] = {
     "local": {"overrides": ["algorithm.epochs=3"], "exchanges": False},  # personalizes `epochs` (200) epochs
     "centralized": {"overrides": ["algorithm.epochs=4"], "exchanges": False},  # one round = one epoch
-    "afml": {"extra_down": 8},  # the round's 8-byte noise seed, sent with (θu, ρ, head)
-    "fedavg_ft": {"overrides": ["algorithm.finetune_epochs=3"]},  # reports k = K (10): a shorter curve
+    # the tiny MLP (20 -> 64 -> 10): body 20·64+64 floats = 5376 B, head 64·10+10 floats = 2600 B, model 7976 B
+    "scaffold": {"extra_down": 7976, "extra_up": 7976},  # the control variate c down, Δc up
+    "fedper": {"extra_down": -2600, "extra_up": -2600},  # the body only: the head stays on the client
+    "fedrep": {"extra_down": -2600, "extra_up": -2600},
+    "fedbabu": {"extra_down": -2600, "extra_up": -2600},  # the frozen head is never sent
+    "lg_fedavg": {"extra_down": -5376, "extra_up": -5376},  # the head only: the body stays on the client
 }
 
 # the tiny run of tests.helpers, evaluated every round (metrics.csv then has a row per round) on few clients
@@ -145,7 +150,8 @@ def test_bytes_accounting(algorithm, runs):
     rounds = s["rounds"]
     assert [int(row["round"]) for row in rows] == list(range(1, rounds + 1))  # eval_every=1: a row per round
     settings = SETTINGS.get(algorithm, {})
-    model_bytes = sum(v.numel() * v.element_size() for v in load_global_params(r.dir).values())
+    model = build(r.cfg.algorithm).model_params(load_global_params(r.dir))  # AFML: θu and the head, not ρ
+    model_bytes = sum(v.numel() * v.element_size() for v in model.values())
     if settings.get("exchanges", True):
         per_client = {"down": model_bytes + settings.get("extra_down", 0), "up": model_bytes + settings.get("extra_up", 0)}
     else:

@@ -261,7 +261,7 @@ def make_wandb_logger(cfg: DictConfig, run_dir: Path, project: str = "pfl", enti
         tags=tags,
         save_dir=str(run_dir),
         offline=mode == "offline",
-        mode=mode if mode == "disabled" else None,
+        mode=mode,  # explicit: an earlier run in this process (or WANDB_MODE) does not decide
         config=OmegaConf.to_container(cfg, resolve=True),
         name=name,
         job_type=job_type or _job_type(cfg),

@@ -36,9 +36,19 @@ def _events(path) -> list[tuple[int, str]]:
 def test_a_20_round_run_logs_every_round_to_every_logger_under_one_name(tmp_path):
     if not any(__import__("importlib").util.find_spec(m) for m in ("tensorboardX", "tensorboard")):
         pytest.skip("logger=tensorboard needs tensorboard or tensorboardX (the `test` extra installs tensorboardX)")
-    cfg = compose_cfg(SMALL + ["rounds=20", "eval_every=10", "logger=[csv,wandb,tensorboard]",
-                               "logger.wandb.mode=offline"])
-    summary = train(cfg, tmp_path)
+    # its own process: W&B keeps per-process state (its settings, the run directory) across runs
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO, TINY
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    proc = subprocess.run([sys.executable, "-m", "pfl", *TINY, *SMALL, "rounds=20", "eval_every=10",
+                           "logger=[csv,wandb,tensorboard]", "logger.wandb.mode=offline", f"hydra.run.dir={tmp_path}"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [int(r["round"]) for r in rows] == list(range(1, 21))
     assert all(r["train/loss"] for r in rows) and [int(r["round"]) for r in rows if r["heldout/initial_acc"]] == [10, 20]

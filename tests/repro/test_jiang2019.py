@@ -50,7 +50,8 @@ def test_personalized_fedavg_two_stages_metrics_records_and_plots(tmp_path):
     assert summary["rounds"] == 3
     # evaluated at the end of each stage: the switch is visible in metrics.csv
     rows = _rows(tmp_path / "metrics.csv")
-    assert [(int(r["round"]), int(r["stage"])) for r in rows] == [(2, 0), (3, 1)]
+    assert [(int(r["round"]), int(r["stage"])) for r in rows] == [(1, 0), (2, 0), (3, 1)]  # a row per round
+    assert [int(r["round"]) for r in rows if r["heldout/initial_acc"]] == [2, 3]  # evaluated at each stage's end
     # per-client records: one row per evaluated client, accuracy after k = 0..2
     held = _rows(tmp_path / "clients_heldout.csv")
     assert len(held) == 5 and {"client_id", "num_train", "num_test", "acc_0", "acc_1", "acc_2"} <= set(held[0])

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,7 +27,7 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from pfl.config_errors import ConfigError, check, is_int, is_number
+from pfl.config_errors import ConfigError, UnknownSetting, check, is_int, is_number
 from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import BACKENDS  # defined once, beside the backends
 from pfl.resources import CONF_DIR, SWEEPS_DIR
@@ -66,7 +67,8 @@ class Config:
     zeta: float = setting(1.0, number(ge=0, le=1))
     eval_every: int = setting(25, integer(ge=1))
     checkpoint_every: int = setting(10, integer(ge=0, note="0: only at the end"))
-    resume: bool = False
+    resume: Any = setting(False, check=lambda v: v in (True, False, "auto"),
+                          allowed="true (continue the run in hydra.run.dir), false or auto (continue if there is a checkpoint, else start)")
     init_from: Optional[str] = setting(None, check=lambda v: v is None or Path(v).exists(),
                                        allowed="null or an existing run directory / checkpoint file to start from")
     device: str = setting("auto", check=_device_ok, allowed="auto, cpu, cuda, cuda:N or mps")
@@ -188,9 +190,20 @@ def _plain(node) -> Any:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Range checks on the composed config (types were checked by the schemas)."""
+    """Range checks on the composed config (types were checked by the schemas), and no key the schema
+    lacks: `+algoritm=reptile` adds a key that nothing reads, so it is refused, with the nearest key."""
+    known = [f.name for f in dataclasses.fields(Config)]
+    for path, node, names in (("", cfg, known + ["hydra"]),
+                              ("personalization.", cfg.personalization, [f.name for f in dataclasses.fields(PersonalizationSettings)]),
+                              ("engine.", cfg.engine, [f.name for f in dataclasses.fields(EngineConfig)]),
+                              ("trainer.", cfg.get("trainer") or {}, [f.name for f in dataclasses.fields(TrainerConfig)])):
+        for k in node:
+            if k not in names:
+                raise UnknownSetting(path + str(k), _plain(node[k]), names,
+                                     f"the keys of {path[:-1]} are listed by `python -m pfl --cfg job -p {path[:-1]}`"
+                                     if path else "the top-level keys are listed by `python -m pfl --cfg job`")
     top = {k: _plain(cfg.get(k)) for k in ("seed", "rounds", "clients_per_round", "zeta", "eval_every",
-                                            "checkpoint_every", "init_from", "device")}
+                                            "checkpoint_every", "resume", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     check_values(PersonalizationSettings, _plain(cfg.personalization), "personalization.")

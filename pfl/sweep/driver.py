@@ -121,6 +121,7 @@ def _run_study(sweeper, study, storage, settings, space, fixed, url, subdir) -> 
     outcomes, fatal, first = [], None, None
     while fatal is None:
         batch = []
+        fail_stale(study, storage, settings.stale_after_s)  # a worker that died meanwhile: its trial runs again here
         for _ in range(settings.n_jobs):
             trial = claim(study, storage, settings.n_trials)
             if trial is None:

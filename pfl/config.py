@@ -31,7 +31,7 @@ from pfl.config_errors import ConfigError, UnknownSetting, check, is_int, is_num
 from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import BACKENDS  # defined once, beside the backends
 from pfl.resources import CONF_DIR, SWEEPS_DIR
-from pfl.settings import check_values, integer, locate, number, one_of, schema, setting, validate_node
+from pfl.settings import check_values, integer, locate, number, one_of, optional, schema, setting, validate_node
 from pfl.sweep.settings import SweepSettings
 
 
@@ -42,14 +42,14 @@ def _device_ok(v) -> bool:
 @dataclass
 class EngineConfig:
     backend: str = setting("auto", one_of(*BACKENDS))
-    chunk_size: Optional[int] = None  # clients per vmap call during training (null: the whole cohort)
-    eval_chunk_size: Optional[int] = 64  # clients per vmap call during evaluation
+    chunk_size: Optional[int] = setting(None, optional(integer(ge=1)))  # clients per vmap call in training (null: the whole cohort)
+    eval_chunk_size: Optional[int] = setting(64, optional(integer(ge=1)))  # clients per vmap call during evaluation
 
 
 @dataclass
 class TrainerConfig:
     devices: Any = 1  # processes per node (Lightning's name); > 1: each rank trains its share of the cohort
-    num_nodes: int = 1
+    num_nodes: int = setting(1, integer(ge=1))
     strategy: Any = "auto"  # auto/ddp: pfl.engine.distributed.RoundDDPStrategy when several processes run
 
 
@@ -206,6 +206,7 @@ def validate(cfg: DictConfig) -> None:
                                             "checkpoint_every", "resume", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
+    check_values(TrainerConfig, _plain(cfg.get("trainer") or {}), "trainer.")
     check_values(PersonalizationSettings, _plain(cfg.personalization), "personalization.")
     nodes = [(k, cfg[k]) for k in ("dataset", "model", "algorithm", "client_opt", "server_opt", "logger")]
     if cfg.personalization.client_opt is not None:

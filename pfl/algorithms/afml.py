@@ -1,50 +1,52 @@
 """AFML, from "Towards generalizable personalized federated learning with adaptive
-local adaptation" (anonymous authors; cited by title), Algorithm 1.
+local adaptation" (anonymous authors; cited by title): eq. 4 and Algorithm 1.
 
-The model is split into an encoder f and a classifier head h
-(`head`: parameter-name prefix, see head_split.py). The encoder's weights are
-Gaussian, τ = (θu, θσ) with θσ = softplus(ρ) so that ρ is unconstrained and
-σ > 0; the head θ̂ is deterministic. The server holds {head, θu, ρ}.
+The model is split into an encoder f and a classifier head h (`head`: the
+parameter-name prefix of h, see head_split.py). The encoder's weights are
+Gaussian, τ = (θu, θσ); the head θ̂ is deterministic. One round (Alg. 1):
 
-One round, per client c of the cohort:
+    server   θt = θu + σ ⊙ ε, ε ~ N(0, I)            (line 4: one draw per round, reparameterized)
+             sends θt and θ̂                           (line 5: |f| + |h| per client)
+    client   S, Q = support (fraction P) / query split of its examples
+             φ    = θ̂ - η ∇_θ̂ L(h_θ̂(f_θt(S)))        (inner step(s) on the head)
+             L_q  = L(h_φ(f_θt(Q)))                    (the query loss after adaptation)
+             L_ENC  = L(h_θ̂(f_θt(Q)))                  (eq. 4: -E_ε log q(y'|θ, x', ε), the GLOBAL model)
+             L_CONS = KL(p(z|x', θt) || N(0, I))        (eq. 4, averaged over the query set)
+             returns g_c = ∇_θ̂ [L_q + α L_ENC] and g_t = ∇_θt [L_q + α (L_ENC + L_CONS)]
+    server   L_CMPX = KL(N(θu, σ²) || N(0, I)) / n     (eq. 4's β term, "put in the server", §3.5)
+             ∇θu = mean g_t + β ∂L_CMPX/∂θu,  ∇log σ = mean(g_t) ⊙ ε ⊙ σ + β ∂L_CMPX/∂log σ
+             θ̂ -= η1 mean g_c,  τ -= η2 ∇τ            (lines 9-10: two server learning rates)
 
-    θt   = θu + σ ⊙ ε,  ε ~ N(0, I) drawn ONCE per round (shared by the cohort)
-    S, Q = the client's examples split into support (fraction P) and query
-    φ    = θ̂ - η ∇_θ̂ CE(h_θ̂(f_θt(S)))                (inner step(s) on the head)
-    L_q  = CE(h_φ(f_θt(Q)))
-    g_c  = ∇_θ̂ L_q                                     (second order through φ)
-    g_g  = ∇_τ [L_q + α · L_TOFF],  L_TOFF = L_ENC + L_CONS + β · L_CMPX
-    server: θ̂ -= η1 · mean(g_c),  τ -= η2 · mean(g_g)
+Readings, each the paper's by default, the alternative a setting:
 
-Choices where the paper leaves room (also in experiments/afml/README.md):
-
-- Exchange. The server sends (θu, ρ), the head and the round's 8-byte noise
-  seed; every client rebuilds the same θt = θu + σ⊙ε(seed) and returns the
-  gradients for (θu, ρ) and the head. The client needs σ anyway for L_ENC,
-  L_CONS and L_CMPX, so sending θt alone would not suffice. Bytes are counted
-  from these tensors: down 2|f| + |h| + 8, up 2|f| + |h| per client.
-- L_ENC: query cross-entropy of the adapted head under `mc_samples` encoder
-  draws with the client's own noise (a Monte Carlo estimate of the expected
-  log-likelihood under τ, beside L_q's shared draw θt).
-- L_CONS: the stochastic representation p(z|x) is taken as the Gaussian with
-  the per-dimension mean and variance of z over the 1 + mc_samples encoder
-  draws (θt and the client's), read through an additive N(0, `z_noise`)
-  channel so that its KL to N(0, I) stays finite when σ → 0; the KL is
-  averaged over representation dimensions and counted query positions.
-- L_CMPX: the closed-form KL(N(θu, σ²) || N(0, I)), averaged over the encoder
-  parameters (so β does not scale with the model size).
-- The scalings: total = L_q + α·(L_ENC + L_CONS) + α·β·L_CMPX (the issue's
-  form; α(L_ENC + L_CONS) + β·L_CMPX is the same with β' = αβ).
+- Weights (`weights`): eq. 4 and Theorem 1 put α on L_ENC and L_CONS and β on
+  L_CMPX (`eq4`, default); Alg. 1's box writes α·(L_ENC + L_CONS + β L_CMPX)
+  (`alg1`: β is multiplied by α).
+- The head's gradient (`head_terms`): eq. 4's L_ENC is the likelihood of the
+  global model, so its gradient trains the head θ̂ too (`query+enc`, default:
+  "encourages to train a powerful global model", §3.3); Alg. 1's box writes
+  g_c = ∇θ̂ L_q alone (`query`).
+- Exchange: θt and θ̂ down, g_t and g_c up, as Alg. 1: every client term needs
+  only θt, and the chain rule through θt = θu + σ ⊙ ε (ε is the server's own
+  draw) and L_CMPX (a function of τ alone) are computed at the server. The
+  client's example count n rides on the aggregation weight, as FedAvg's does.
+- σ = exp(log σ) with σ0 = `init_sigma`: under a softplus parameterization at
+  σ0 = 0.001 the gradient reaching σ carried a factor ~σ0 and σ never moved.
+- L_CMPX's scale: the KL of the whole encoder distribution (a sum over its
+  parameters) divided by the number of examples the client's objective
+  averages over (n), the Bayes-by-backprop convention for an objective that is
+  a per-example mean; the server applies mean over the cohort of 1/n.
+- L_CONS: p(z|x', θt) is the representation read through a Gaussian channel
+  N(z, `z_noise`·I) (with a deterministic encoder given θt this is what makes
+  it a distribution); its KL to N(0, I) is summed over the representation's
+  dimensions and averaged over the counted query positions (eq. 4's 1/N' Σ).
 - Inner step(s): full-batch gradient descent on the support set (or a random
-  minibatch of `batch_size`), lr η; g_c is exact second-order MAML through
-  the head's inner step (the head is small).
-- Server learning rates η1 (head) and η2 (τ) are the lr of two parameter
-  groups of the server optimizer (Δ is the raw gradient, so use server_opt=sgd
-  for the paper's update); clients are weighted equally (mean of gradients).
-- Personalization: the encoder at its mean θu (no sampling), then each
-  personalization "epoch" is `inner_steps` full-batch gradient steps with lr η
-  on the head, using all the client's training data (Pers.1 is the adaptation
-  AFML trains for; Pers.5 repeats it five times).
+  minibatch of `batch_size`), lr η; g_c is exact second-order MAML through the
+  head's inner step. Clients are weighted equally (Alg. 1's 1/K Σ).
+- Personalization (Pers.k, the same budget as every method: k epochs over the
+  client's training data in minibatches of the personalization client
+  optimizer's batch size): the encoder at its mean θu, the head trained by SGD
+  with lr `personalize_lr` (null: η, the step AFML trains for).
 """
 
 from __future__ import annotations
@@ -56,34 +58,33 @@ from typing import Optional
 import torch
 from torch import Tensor
 from torch.func import grad, vjp
-from torch.nn.functional import softplus
 
+from pfl import aggregate as agg
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, uniform_weight
+from pfl.algorithms.base import Algorithm, ClientUpdate
 from pfl.algorithms.head_split import HeadSplit
 from pfl.algorithms.meta import sample_batch, sgd, split_support_query
 from pfl.config_errors import check
-from pfl.settings import integer, number, optional, setting, text
+from pfl.data.federated import ClientData
+from pfl.optim import ClientSGD
+from pfl.settings import integer, number, one_of, optional, setting, text
 from pfl.task import Params
 
 MU = "enc_mu."
-RHO = "enc_rho."
-NOISE_KEY = "afml_noise_seed"
+LOG_SIGMA = "enc_logsigma."
+ENC = "enc."  # g_t, the gradient for θt, in a client's update
 
 
-def gaussian_kl(mu: Params, sigma: Params) -> Tensor:
-    """KL(N(μ, σ²) || N(0, 1)) averaged over all parameters (closed form)."""
-    total = sum((0.5 * (s * s + m * m - 1.0) - torch.log(s)).sum() for m, s in zip(mu.values(), sigma.values()))
-    return total / sum(m.numel() for m in mu.values())
+def gaussian_kl(mu: Params, log_sigma: Params) -> Tensor:
+    """KL(N(μ, σ²) || N(0, I)) of the whole encoder distribution (closed form, summed)."""
+    return sum((0.5 * (torch.exp(2 * s) + m * m - 1.0) - s).sum() for m, s in zip(mu.values(), log_sigma.values()))
 
 
-def representation_kl(z: Tensor, weight: Tensor, noise: float) -> Tensor:
-    """KL(N(mean_s z, var_s z + noise) || N(0, I)) per position, averaged over
-    dimensions and over positions with `weight` (z: [samples, *positions, dim])."""
-    m = z.mean(0)
-    v = z.var(0, unbiased=True) + noise
-    kl = (0.5 * (v + m * m - 1.0 - torch.log(v))).mean(-1)
-    return (kl * weight).sum() / weight.sum().clamp(min=1.0)
+def channel_kl(z: Tensor, weight: Tensor, noise: float) -> Tensor:
+    """KL(N(z, noise·I) || N(0, I)) summed over z's last dimension, averaged over
+    positions with `weight` (z: [*positions, dim])."""
+    kl = 0.5 * (noise + z * z - 1.0 - math.log(noise))
+    return (kl.sum(-1) * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def normal_like(key: Tensor, like: Params) -> Params:
@@ -97,13 +98,15 @@ class AFML(Algorithm):
     inner_lr: float = setting(0.1, number(gt=0))  # η: inner step on the head
     inner_steps: int = setting(1, integer(ge=1))
     head_lr: float = setting(0.1, number(gt=0))  # η1: server lr of the head
-    encoder_lr: float = setting(0.1, number(gt=0))  # η2: server lr of τ = (θu, ρ)
-    alpha: float = setting(0.01, number(ge=0))  # weight of L_TOFF
-    beta: float = setting(0.01, number(ge=0))  # weight of L_CMPX inside L_TOFF
-    init_sigma: float = setting(0.001, number(gt=0))  # initial encoder weight std
-    mc_samples: int = setting(1, integer(ge=1))  # client noise draws for L_ENC / L_CONS
-    z_noise: float = setting(0.01, number(gt=0))  # variance of the additive channel in L_CONS
+    encoder_lr: float = setting(0.1, number(gt=0))  # η2: server lr of τ = (θu, log σ)
+    alpha: float = setting(0.01, number(ge=0))  # weight of L_ENC and L_CONS
+    beta: float = setting(1.0, number(ge=0))  # weight of L_CMPX (1: the evidence lower bound's own weight)
+    weights: str = setting("eq4", one_of("eq4", "alg1"))  # eq4: β·L_CMPX; alg1: α·β·L_CMPX
+    head_terms: str = setting("query+enc", one_of("query+enc", "query"))  # what the head's gradient includes
+    init_sigma: float = setting(0.01, number(gt=0))  # σ0, the initial encoder weight std
+    z_noise: float = setting(0.1, number(gt=0))  # variance of the representation channel in L_CONS
     batch_size: Optional[int] = setting(None, optional(integer(ge=1)))  # support/query minibatch (null: the whole sets)
+    personalize_lr: Optional[float] = setting(None, optional(number(gt=0)))  # Pers.k head SGD lr (null: inner_lr)
 
     def __post_init__(self):
         super().__post_init__()
@@ -118,21 +121,38 @@ class AFML(Algorithm):
         enc = {k: v for k, v in model_params.items() if not self._is_head(k)}
         check(bool(head) and bool(enc), "algorithm.head", self.head,
               "a prefix naming the model's head (some but not all parameters), e.g. " + ", ".join(list(model_params)[-2:]))
-        rho = math.log(math.expm1(self.init_sigma))  # softplus^-1(σ0)
-        return {**head, **{MU + k: v for k, v in enc.items()}, **{RHO + k: torch.full_like(v, rho) for k, v in enc.items()}}
+        log_s = math.log(self.init_sigma)
+        return {**head, **{MU + k: v for k, v in enc.items()},
+                **{LOG_SIGMA + k: torch.full_like(v, log_s) for k, v in enc.items()}}
+
+    def init_server_state(self, global_params: Params, num_clients: int | None = None, rounds: int | None = None) -> dict:
+        first = next(iter(global_params.values()))
+        return {"noise_key": rng.key(0).to(first.device), "l_cmpx": torch.zeros((), device=first.device)}
+
+    @staticmethod
+    def _tau(global_params: Params) -> tuple[Params, Params]:
+        mu = {k[len(MU):]: v for k, v in global_params.items() if k.startswith(MU)}
+        log_s = {k[len(LOG_SIGMA):]: v for k, v in global_params.items() if k.startswith(LOG_SIGMA)}
+        return mu, log_s
 
     def broadcast(self, global_params: Params, key: Tensor, server_state: dict) -> Params:
-        return {**global_params, NOISE_KEY: key}
+        """θt (one reparameterized draw for the whole cohort) and θ̂. The round's
+        τ and noise key are kept in the server state for the chain rule in `aggregate`."""
+        server_state["noise_key"] = key
+        server_state["params"] = global_params
+        mu, log_s = self._tau(global_params)
+        eps = normal_like(key, mu)
+        theta_t = {k: mu[k] + torch.exp(log_s[k]) * eps[k] for k in mu}
+        return {**theta_t, **{k: v for k, v in global_params.items() if self._is_head(k)}}
 
     def model_params(self, global_params: Params) -> Params:
         """The deterministic model: encoder at its mean θu, and the head."""
-        enc = {k[len(MU):]: v for k, v in global_params.items() if k.startswith(MU)}
-        head = {k: v for k, v in global_params.items() if self._is_head(k)}
-        return {**enc, **head}
+        mu, _ = self._tau(global_params)
+        return {**mu, **{k: v for k, v in global_params.items() if self._is_head(k)}}
 
     def param_groups(self, names: list[str]) -> list[tuple[list[str], dict]]:
         head = [n for n in names if self._is_head(n)]
-        enc = [n for n in names if n.startswith(MU) or n.startswith(RHO)]
+        enc = [n for n in names if n.startswith(MU) or n.startswith(LOG_SIGMA)]
         return [(head, {"lr": self.head_lr}), (enc, {"lr": self.encoder_lr})]
 
     def split(self, task) -> HeadSplit:
@@ -146,55 +166,78 @@ class AFML(Algorithm):
             head = sgd(head, grad(hs.loss)(head, z, y, mask), self.inner_lr)
         return head
 
-    def losses(self, hs: HeadSplit, head: Params, mu: Params, rho: Params, eps: Params, client_eps: list[Params],
-               support, query, key: Tensor):
-        """(L_q, (L_ENC, L_CONS, L_CMPX)) as functions of (head, θu, ρ)."""
+    def losses(self, hs: HeadSplit, head: Params, theta_t: Params, support, query, key: Tensor):
+        """(L_q, L_ENC, L_CONS) as functions of (θ̂, θt)."""
         xs, ys, ms = support
         xq, yq, mq = query
-        sigma = {k: softplus(r) for k, r in rho.items()}
-        theta_t = {k: mu[k] + sigma[k] * eps[k] for k in mu}
         phi = self.inner(hs, head, hs.features(theta_t, xs, rng.fold(key, 1)), ys, ms)
-        z_t = hs.features(theta_t, xq, rng.fold(key, 2))
-        l_q = hs.loss(phi, z_t, yq, mq)
-        zs, l_enc = [z_t], 0.0
-        for s, e in enumerate(client_eps):
-            z = hs.features({k: mu[k] + sigma[k] * e[k] for k in mu}, xq, rng.fold(key, 10 + s))
-            l_enc = l_enc + hs.loss(phi, z, yq, mq)
-            zs.append(z)
-        weight = hs.task._counted(yq, mq).to(z_t.dtype)
-        l_cons = representation_kl(torch.stack(zs), weight, self.z_noise)
-        return l_q, (l_enc / len(client_eps), l_cons, gaussian_kl(mu, sigma))
+        zq = hs.features(theta_t, xq, rng.fold(key, 2))
+        weight = hs.task._counted(yq, mq).to(zq.dtype)
+        return hs.loss(phi, zq, yq, mq), hs.loss(head, zq, yq, mq), channel_kl(zq, weight, self.z_noise)
 
-    def client_update(self, local, params, data, key, state=None):
+    def client_update(self, local, sent, data, key, state=None):
         hs = self.split(local.task)
-        head = {k: v for k, v in params.items() if self._is_head(k)}
-        mu = {k[len(MU):]: v for k, v in params.items() if k.startswith(MU)}
-        rho = {k[len(RHO):]: v for k, v in params.items() if k.startswith(RHO)}
-        eps = normal_like(params[NOISE_KEY], mu)  # the round's shared draw: θt is the same for the cohort
-        client_eps = [normal_like(rng.fold(key, 100 + s), mu) for s in range(self.mc_samples)]
+        head = {k: v for k, v in sent.items() if self._is_head(k)}
+        theta_t = {k: v for k, v in sent.items() if not self._is_head(k)}
         support, query = split_support_query(data, rng.fold(key, 1), self.support_fraction)
         xs, ys, ms = sample_batch(support, rng.fold(key, 2), self.batch_size)
         xq, yq, mq = sample_batch(query, rng.fold(key, 3), self.batch_size)
         xs, xq = local.augment(support, xs, rng.fold(key, 4)), local.augment(query, xq, rng.fold(key, 5))
 
-        def objective(h, m, r):
-            return self.losses(hs, h, m, r, eps, client_eps, (xs, ys, ms), (xq, yq, mq), rng.fold(key, 6))
+        def objective(h, t):
+            return self.losses(hs, h, t, (xs, ys, ms), (xq, yq, mq), rng.fold(key, 6))
 
-        (l_q, (l_enc, l_cons, l_cmpx)), pull = vjp(objective, head, mu, rho)
-        one, zero = torch.ones_like(l_q), torch.zeros_like(l_q)
-        g_head = pull((one, (zero, zero, zero)))[0]  # g_c: query loss only
-        a = self.alpha * one
-        _, g_mu, g_rho = pull((one, (a, a, a * self.beta)))  # g_g: L_q + α·L_TOFF
-        delta = {**g_head, **{MU + k: v for k, v in g_mu.items()}, **{RHO + k: v for k, v in g_rho.items()}}
-        metrics = {"loss": l_q.detach(), "l_enc": l_enc.detach(), "l_cons": l_cons.detach(), "l_cmpx": l_cmpx.detach()}
-        return ClientUpdate(delta, uniform_weight(data), metrics)
+        (l_q, l_enc, l_cons), pull = vjp(objective, head, theta_t)
+        one, zero, a = torch.ones_like(l_q), torch.zeros_like(l_q), torch.full_like(l_q, self.alpha)
+        g_c = pull((one, a if self.head_terms == "query+enc" else zero, zero))[0]
+        g_t = pull((one, a, a))[1]
+        delta = {**g_c, **{ENC + k: v for k, v in g_t.items()}}
+        metrics = {"loss": l_q.detach(), "l_enc": l_enc.detach(), "l_cons": l_cons.detach()}
+        # the weight carries n (the server needs 1/n for L_CMPX); the mean over clients is uniform (`aggregate`)
+        return ClientUpdate(delta, data.n.to(l_q.dtype), metrics)
+
+    # -- the server ----------------------------------------------------------------
+    def cmpx_weight(self) -> float:
+        return self.beta * (self.alpha if self.weights == "alg1" else 1.0)
+
+    def aggregate(self, updates: ClientUpdate, server_state: dict) -> Params:
+        """∇ of the cohort's mean objective w.r.t. (θ̂, θu, log σ): the chain rule
+        through θt = θu + σ ⊙ ε and L_CMPX, at the server."""
+        g = agg.mean(updates.delta)  # Alg. 1: 1/K Σ over the cohort
+        head = {k: v for k, v in g.items() if self._is_head(k)}
+        g_t = {k[len(ENC):]: v for k, v in g.items() if k.startswith(ENC)}
+        params = server_state["params"]
+        mu, log_s = self._tau(params)
+        eps = normal_like(server_state["noise_key"], mu)
+        inv_n = (1.0 / updates.weight.clamp(min=1.0)).mean()
+        w = self.cmpx_weight() * inv_n
+        server_state["l_cmpx"] = (gaussian_kl(mu, log_s) * inv_n).detach()
+        delta = dict(head)
+        for k in mu:
+            sigma = torch.exp(log_s[k])
+            delta[MU + k] = g_t[k] + w * mu[k]
+            delta[LOG_SIGMA + k] = g_t[k] * eps[k] * sigma + w * (sigma * sigma - 1.0)
+        return delta
+
+    def server_update(self, params, delta, optimizer, server_state, updates):
+        server_state.pop("params", None)  # this round's τ: not kept across rounds
+        return super().server_update(params, delta, optimizer, server_state, updates)
+
+    def server_metrics(self, params: Params, server_state: dict) -> dict[str, Tensor]:
+        _, log_s = self._tau(params)
+        sigma = torch.cat([torch.exp(v.detach()).reshape(-1) for v in log_s.values()])
+        return {"l_cmpx": server_state["l_cmpx"], "sigma_mean": sigma.mean(), "sigma_min": sigma.min(),
+                "sigma_max": sigma.max()}
 
     # -- personalization -----------------------------------------------------------
-    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
+    def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
+        """Pers.k: k epochs of minibatch SGD on the head over the client's training
+        data, the encoder fixed at θu (its features computed once)."""
         hs = self.split(local.task)
         enc, head = hs.split(self.model_params(params))
-        x, y, mask = local.full_batch(data)
-        z = hs.features(enc, x, None)  # encoder at θu, fixed during personalization
-        for e in range(epochs):
-            head = self.inner(hs, head, z, y, mask)
-            on_epoch(e + 1, {**enc, **head})
+        z = hs.features(enc, data.x, None)
+        feats = ClientData(z, data.y, data.n)  # no augmentation of features
+        trainer = local.with_opt(ClientSGD(lr=self.personalize_lr or self.inner_lr, batch_size=local.batch_size))
+        trainer.train_by_epoch(head, feats, key, epochs, lambda e, h: on_epoch(e, {**enc, **h}),
+                               loss=lambda h, x, y, mask, k: hs.loss(h, x, y, mask))
+

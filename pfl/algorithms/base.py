@@ -43,7 +43,7 @@ class ClientUpdate(NamedTuple):
 
 def nbytes(tensors) -> int:
     """Bytes of every tensor in a (nested) dict."""
-    return sum(t.numel() * t.element_size() for t in tree_leaves(tensors))
+    return sum(t.numel() * t.element_size() for t in tree_leaves(tensors) if isinstance(t, Tensor))
 
 
 class Algorithm(Settings):
@@ -66,9 +66,10 @@ class Algorithm(Settings):
         """The server's parameters, from the model's initial ones."""
         return dict(model_params)
 
-    def init_server_state(self, global_params: Params) -> dict:
+    def init_server_state(self, global_params: Params, num_clients: int | None = None, rounds: int | None = None) -> dict:
         """Server-side state besides the parameters and the server optimizer
-        (a control variate, a running statistic); kept in checkpoints."""
+        (a control variate, a round counter); kept in checkpoints. The engine
+        passes the training population's size and the stage's number of rounds."""
         return {}
 
     def server_optimizer(self, param_groups: list[dict], configured):
@@ -114,6 +115,10 @@ class Algorithm(Settings):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return server_state
+
+    def server_metrics(self, params: Params, server_state: dict) -> dict[str, Tensor]:
+        """Scalars of the server's side to log each round, as `<algorithm>/<name>` (after the update)."""
+        return {}
 
     def bytes_exchanged(self, sent: Params, updates: ClientUpdate) -> tuple[int, int]:
         """(down, up) bytes per client: what was broadcast and what one client sent back."""

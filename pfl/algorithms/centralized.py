@@ -43,7 +43,7 @@ class Centralized(Algorithm):
     def adam(self) -> ClientAdam:
         return ClientAdam(lr=self.lr, batch_size=self.batch_size, beta1=self.beta1, beta2=self.beta2, eps=self.eps)
 
-    def init_server_state(self, global_params):
+    def init_server_state(self, global_params, num_clients=None, rounds=None):
         return {"adam": self.adam().init(dict(global_params))}
 
     def server_optimizer(self, param_groups, configured):

@@ -101,7 +101,8 @@ class FederatedModule(pl.LightningModule):
         self.global_params = nn.ParameterDict({_safe(k): nn.Parameter(v) for k, v in init.items()})
         self._names = {_safe(k): k for k in init}
         # each stage's algorithm state on the server (checkpointed)
-        self.server_states = [s.algorithm.init_server_state(init) for s in stages]
+        self.server_states = [s.algorithm.init_server_state(init, num_clients=len(data.train), rounds=s.rounds)
+                              for s in stages]
         state = first.init_client_state(init)
         self.client_state = None
         self._state_names: dict[str, str] = {}
@@ -188,6 +189,7 @@ class FederatedModule(pl.LightningModule):
         self.bytes_total["down"] += out.bytes_down
         self.bytes_total["up"] += out.bytes_up
         metrics = {f"train/{k}": v for k, v in out.metrics.items()}
+        metrics.update({f"{stage.name}/{k}": v for k, v in out.server_metrics.items()})
         metrics.update({"round": r + 1, "stage": si, "bytes/down": out.bytes_down, "bytes/up": out.bytes_up})
         bad = next(((k.removeprefix("train/"), v) for k, v in metrics.items() if not math.isfinite(v)), None)
         if bad is None and not bool(torch.stack([torch.isfinite(p).all() for p in self.global_params.values()]).all()):

@@ -40,6 +40,7 @@ class RoundResult(NamedTuple):
     updates: ClientUpdate  # the cohort's stacked updates
     delta: dict[str, Tensor]  # the aggregate the server applied
     metrics: dict[str, float]  # client metrics averaged over the cohort
+    server_metrics: dict[str, float]  # the algorithm's server-side scalars after the update
     bytes_down: int  # all clients together
     bytes_up: int
     client_state: dict | None  # the cohort's new per-client state (stacked), if any
@@ -89,5 +90,8 @@ def run_round(
     num = int(keys.shape[0])
     down, up = algorithm.bytes_exchanged(sent, updates)
     metrics = {k: float(v.float().mean()) for k, v in updates.metrics.items()}
+    with torch.no_grad():
+        server_metrics = {k: float(v) for k, v in algorithm.server_metrics(
+            {k: v.detach() for k, v in server.params.items()}, server.state).items()}
     new_state = updates.state if client_state is not None and updates.state else None
-    return RoundResult(updates, delta, metrics, down * num, up * num, new_state, flops)
+    return RoundResult(updates, delta, metrics, server_metrics, down * num, up * num, new_state, flops)

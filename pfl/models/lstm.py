@@ -7,7 +7,7 @@ The recurrence is spelt out with matmuls instead of nn.LSTM: the fused LSTM
 kernels have no vmap batching rule (torch falls back to a per-client loop,
 with a warning), and under torch.func.grad, which every engine uses, they
 showed no clear speed-up on a CPU here. Plain ops vectorize over a cohort and give
-the same numbers in a loop (tests/test_models_real.py).
+the same numbers in a loop (tests/models/test_real.py).
 
 Initialization follows Keras' defaults used by TFF's model: embedding
 U(-0.05, 0.05), input kernels Glorot-uniform, recurrent kernels orthogonal,

@@ -7,46 +7,24 @@ import subprocess
 import sys
 import time
 
-import pytorch_lightning as pl
 import pytest
 import torch
 
-from tests.helpers import REPO, TINY, compose_cfg
-from pfl.engine import hooks
 from pfl.run import train
-
-ACCURACY_KEYS = ("initial_accuracy", "personalized_accuracy", "personalization_curve", "train_clients")
-
-
-class _Crash(pl.Callback):
-    def __init__(self, at_round):
-        self.at_round = at_round
-
-    def on_train_batch_end(self, trainer, module, *args):
-        if int(module.round) == self.at_round:
-            raise KeyboardInterrupt("simulated crash")
-
-
-def _same(a, b):
-    for k in ACCURACY_KEYS:
-        assert a[k] == b[k], k
-    assert a["bytes"] == b["bytes"] and a["rounds_to_target"] == b["rounds_to_target"]
+from tests.helpers import REPO, TINY, compose_cfg
+from tests.helpers.runs import crash_at, same_results
 
 
 def test_resume_after_crash_matches_uninterrupted(tmp_path):
     overrides = ["rounds=7", "eval_every=2", "checkpoint_every=3", "server_opt=adam", "model.dropout=0.2"]
     full = train(compose_cfg(overrides), tmp_path / "full")
 
-    hooks.register("crash", lambda cfg: [_Crash(5)])
-    try:
-        with pytest.raises(BaseException):
-            train(compose_cfg(overrides), tmp_path / "cut")
-    finally:
-        hooks._FACTORIES.pop("crash")
+    with crash_at(5), pytest.raises(BaseException):
+        train(compose_cfg(overrides), tmp_path / "cut")
     ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=False)
     assert int(ckpt["state_dict"]["round"]) == 3
     resumed = train(compose_cfg(overrides + ["resume=true"]), tmp_path / "cut")
-    _same(full, resumed)
+    same_results(full, resumed)
     rows = (tmp_path / "cut" / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["2", "4", "6", "7"]
     assert (tmp_path / "full" / "metrics.csv").read_text() .splitlines()[0] == rows[0]
@@ -75,4 +53,4 @@ def test_kill_minus_9_then_resume(tmp_path):
     full = tmp_path / "full"
     ref = subprocess.run(cmd(full), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr[-2000:]
-    _same(json.loads((full / "summary.json").read_text()), json.loads((cut / "summary.json").read_text()))
+    same_results(json.loads((full / "summary.json").read_text()), json.loads((cut / "summary.json").read_text()))

@@ -38,7 +38,7 @@ def test_small_grid_is_the_papers_grid():
         if alg in ("perfedavg", "afml"):
             assert built.support_fraction == 0.8
         if alg == "fedavg_ft":
-            assert built.finetune_epochs == 10
+            assert built.finetune_steps == 10  # Reptile(K=10) fine-tuning, the paper's "FedAvg-FT, K=10"
 
 
 def test_small_grid_runs_each_algorithm(tmp_path, monkeypatch):

@@ -1,0 +1,47 @@
+"""Whole runs through `pfl.run.train`: interrupt one at a round, read its files, compare two."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+# the summary entries that an interrupted-then-resumed run must reproduce exactly
+ACCURACY_KEYS = ("initial_accuracy", "personalized_accuracy", "personalization_curve", "train_clients")
+
+
+class _Crash(pl.Callback):
+    def __init__(self, at_round):
+        self.at_round = at_round
+
+    def on_train_batch_end(self, trainer, module, *args):
+        if int(module.round) == self.at_round:
+            raise KeyboardInterrupt("simulated crash")
+
+
+@contextlib.contextmanager
+def crash_at(round_: int):
+    """Runs started inside stop with an exception once `round_` rounds are done (after that round's
+    checkpoint, if one is due)."""
+    from pfl.engine import hooks
+
+    hooks.register("crash", lambda cfg: [_Crash(round_)])
+    try:
+        yield
+    finally:
+        hooks._FACTORIES.pop("crash")
+
+
+def same_results(a: dict, b: dict) -> None:
+    """Two summaries report the same accuracies, bytes and rounds to target."""
+    for k in ACCURACY_KEYS:
+        assert a[k] == b[k], k
+    assert a["bytes"] == b["bytes"] and a["rounds_to_target"] == b["rounds_to_target"]
+
+
+def metrics_rows(run_dir: str | Path) -> list[dict]:
+    """metrics.csv as a list of {column: text} (one row per evaluated round)."""
+    with open(Path(run_dir) / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))

@@ -3,12 +3,21 @@
 from pfl.algorithms.afml import AFML
 from pfl.algorithms.apfl import APFL
 from pfl.algorithms.base import Algorithm, ClientUpdate
+from pfl.algorithms.ditto import Ditto
 from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
 from pfl.algorithms.fedavg_ft import FedAvgFT
+from pfl.algorithms.fedbabu import FedBABU
 from pfl.algorithms.fedmeta import FedMeta
+from pfl.algorithms.fedper import FedPer
+from pfl.algorithms.fedprox import FedProx
+from pfl.algorithms.fedrep import FedRep
+from pfl.algorithms.lg_fedavg import LGFedAvg
 from pfl.algorithms.local_only import LocalOnly
 from pfl.algorithms.maml import FOMAML, MAML
 from pfl.algorithms.perfedavg import PerFedAvg
+from pfl.algorithms.pfedme import PFedMe
+from pfl.algorithms.scaffold import SCAFFOLD
 
-__all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "FOMAML", "MAML", "FedAvg", "FedAvgFT", "FedMeta", "FedSGD",
-           "LocalOnly", "PerFedAvg", "Reptile"]
+__all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedAvg", "FedAvgFT", "FedBABU", "FedMeta",
+           "FedPer", "FedProx", "FedRep", "FedSGD", "LGFedAvg", "LocalOnly", "MAML", "PFedMe", "PerFedAvg", "Reptile",
+           "SCAFFOLD"]

@@ -18,11 +18,11 @@ a round the mixture uses a clamped to [0, 1]). The server receives
 leave the client: they are per-client state (`init_client_state`),
 stored in the checkpoint, so a resumed run continues them exactly.
 
-Personalization of a client without state (held-out clients, or any client
-at evaluation): v starts from the current global model and a from
-`mix_init` (a fresh client's state; training clients start from the initial
-model at round 0), then k epochs of the same local updates; the mixture
-v̄ is evaluated after each epoch.
+Personalization: a training client starts from its own v and a (its
+per-client state; k = 0 evaluates its mixture a·v + (1-a)·w); a held-out
+client, which has no state, starts with v at the current global model and a
+at `mix_init` (a fresh client's state). Then k epochs of the same local
+updates; the mixture v̄ is evaluated after each epoch.
 """
 
 from __future__ import annotations
@@ -70,8 +70,15 @@ class APFL(Algorithm):
         new_state[MIX] = new[MIX].clamp(0.0, 1.0)
         return ClientUpdate(model_delta(params, w), examples_weight(data), {"loss": loss, "mix": new_state[MIX]}, new_state)
 
-    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
+    def personal_model(self, params, state=None):
         model = self.model_params(params)
-        joint = {**{W + k: v for k, v in model.items()}, **self.init_client_state(model)}
+        if state is None:
+            return model
+        return mixture({**{W + k: v for k, v in model.items()}, **state})
+
+    def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
+        model = self.model_params(params)
+        own = state if state is not None else self.init_client_state(model)
+        joint = {**{W + k: v for k, v in model.items()}, **own}
         local.train_by_epoch(joint, data, key, epochs, lambda e, p: on_epoch(e, mixture(p)),
                              loss=self.joint_loss(local.task))

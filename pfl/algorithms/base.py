@@ -69,7 +69,8 @@ class Algorithm(Settings):
     def init_server_state(self, global_params: Params, num_clients: int | None = None, rounds: int | None = None) -> dict:
         """Server-side state besides the parameters and the server optimizer
         (a control variate, a round counter); kept in checkpoints. The engine
-        passes the training population's size and the stage's number of rounds."""
+        passes the training population's size N (SCAFFOLD's |S|/N) and the stage's
+        number of rounds; both None where none is known (a bare run_round)."""
         return {}
 
     def server_optimizer(self, param_groups: list[dict], configured):
@@ -89,7 +90,9 @@ class Algorithm(Settings):
         return global_params
 
     def init_client_state(self, global_params: Params) -> dict | None:
-        """One client's state kept across rounds (APFL's local model); None: stateless."""
+        """One client's state kept across rounds (APFL's local model); None: stateless.
+        The engine keeps one row per training client (checkpointed) and hands the
+        training clients' rows to `personal_model` / `adapt` at evaluation."""
         return None
 
     def client_data(self, split: Split, ids: Tensor) -> tuple[ClientData, Tensor]:
@@ -126,12 +129,21 @@ class Algorithm(Settings):
         return nbytes(sent), nbytes(one)
 
     # -- personalization -----------------------------------------------------
-    def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int, on_epoch) -> None:
+    def personal_model(self, params: Params, state: dict | None = None) -> Params:
+        """The model a client is evaluated with before any personalization epoch
+        (k = 0). `state` is the client's own per-client state (training clients of
+        algorithms with client state) or None (held-out clients, stateless
+        algorithms). Default: the server's model, `model_params(params)`."""
+        return self.model_params(params)
+
+    def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int, on_epoch,
+              state: dict | None = None) -> None:
         """Personalize on a client's training data for `epochs` epochs, calling
         on_epoch(e, model_params_e) after each epoch (the personalization curve).
 
         `params` is the server's whole state (what `init_global` built, e.g. with
         Meta-SGD's learning rates); the model starts from `model_params(params)`.
+        `state` is as in `personal_model` (None: the client has no state of its own).
         Default: local training of the whole model with the client optimizer."""
         local.train_by_epoch(self.model_params(params), data, key, epochs, on_epoch)
 

@@ -16,8 +16,12 @@ is a task with a support and a query set.
 the server optimizer's parameter group (server_opt picks the optimizer:
 sgd, or adam as in FedMeta's experiments). Clients are weighted equally (the
 mean over tasks of MAML). The support/query split is redrawn every round.
-Personalization: each epoch is `inner_steps` full-batch steps of the inner
-update on all the client's training data.
+Personalization (Pers.k, the budget every method gets): k epochs over the
+client's training data in minibatches of the personalization client
+optimizer's batch size, each minibatch one step of the inner update
+θ ← θ - α ⊙ ∇L (α: `inner_lr`, or Meta-SGD's learned rates). Before, an
+"epoch" here was `inner_steps` full-batch steps, a different budget from the
+minibatch epochs of FedAvg-FT and APFL.
 """
 
 from __future__ import annotations
@@ -97,10 +101,20 @@ class FedMeta(Algorithm):
         return ClientUpdate(delta, uniform_weight(data), {"loss": loss.detach()})
 
     # -- personalization -----------------------------------------------------------
-    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
-        theta, lrs = self.model_params(params), self.rates(params)
-        batch = local.full_batch(data)
-        for e in range(epochs):
-            theta = self.adapted(local.task, theta, lrs, batch, rng.fold(key, e))
-            theta = {k: v.detach() for k, v in theta.items()}
-            on_epoch(e + 1, theta)
+    def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
+        step = _InnerStep(self.rates(params), local.batch_size)
+        local.with_opt(step).train_by_epoch(self.model_params(params), data, key, epochs, on_epoch)
+
+
+@dataclass
+class _InnerStep:
+    """The inner update θ - α ⊙ g as a client optimizer (α a number or per-parameter rates)."""
+
+    rates: object
+    batch_size: int
+
+    def init(self, params: Params) -> dict:
+        return {}
+
+    def update(self, params: Params, grads: Params, state: dict):
+        return sgd(params, grads, self.rates), state

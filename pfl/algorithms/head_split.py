@@ -66,3 +66,16 @@ class HeadSplit:
 
     def head_only_grad(self, head: Params, z: Tensor, y: Tensor, mask: Tensor) -> Params:
         return torch.func.grad(self.loss)(head, z, y, mask)
+
+
+def split_by_prefix(params: Params, prefix: str) -> tuple[Params, Params]:
+    """(body, head) of a parameter dict by name: the head is every `prefix.*` name.
+    Server-side hooks (broadcast, bytes) use it; they see names, not the model."""
+    cut = prefix + "."
+    return ({k: v for k, v in params.items() if not k.startswith(cut)},
+            {k: v for k, v in params.items() if k.startswith(cut)})
+
+
+def check_head(task: Task, prefix: str) -> None:
+    """ConfigError unless `prefix` names a submodule of the task's model (HeadSplit's check)."""
+    HeadSplit(task, prefix)

@@ -36,6 +36,6 @@ class LocalOnly(Algorithm):
     def client_update(self, local, params, data, key, state=None):
         return ClientUpdate({}, uniform_weight(data), {"loss": torch.zeros((), device=data.x.device)})
 
-    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
+    def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
         trainer = local.with_opt(ClientSGD(lr=self.lr, batch_size=local.batch_size))
         trainer.train_by_epoch(self.model_params(params), data, key, epochs, on_epoch)

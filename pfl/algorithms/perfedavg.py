@@ -81,6 +81,6 @@ class PerFedAvg(Algorithm):
         return ClientUpdate(model_delta(params, carry["params"]), uniform_weight(data),
                             {"loss": carry["loss"] / self.local_steps})
 
-    def adapt(self, local, params, data, key, epochs, on_epoch) -> None:
+    def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
         sgd_alpha = local.with_opt(ClientSGD(lr=self.inner_lr, batch_size=local.batch_size))
         sgd_alpha.train_by_epoch(self.model_params(params), data, key, epochs, on_epoch)

@@ -208,11 +208,15 @@ class FederatedModule(pl.LightningModule):
             clients = torch.arange(len(pop))
         alg = self.stages[self.stage_index(max(int(self.round) - 1, 0))].algorithm
         params = {k: v.detach() for k, v in self.params().items()}  # the server's state; adapt reads the model from it
+        state = None  # training clients are personalized from their own per-client state (held-out ones have none)
+        if population == "train" and self.client_state is not None and len(self.client_state):
+            rows = clients.to(self.client_state[next(iter(self.client_state))].device)
+            state = {self._state_names[k]: v.detach()[rows] for k, v in self.client_state.items()}
         self.model.train()
         return personalize(
             alg, self.personalize_local, params, pop, clients.to(self.device), self.curve_epochs,
             rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
-            self.backend, self.eval_chunk_size, progress,
+            self.backend, self.eval_chunk_size, progress=progress, state=state,
         )
 
     def local_reference(self, population: str, clients: Tensor, progress=None) -> Tensor:

@@ -1,8 +1,13 @@
 """Personalization evaluation, shared by every algorithm.
 
-For each client: the accuracy of the server's model on the client's test data
-(initial accuracy, k = 0), then of the model after k = 1..K epochs of the
-algorithm's `adapt` on the client's training data (the personalization curve).
+For each client: the accuracy of the model it starts from on its test data
+(initial accuracy, k = 0: `algorithm.personal_model`, the server's model unless
+the client has per-client state of its own), then of the model after k = 1..K
+epochs of the algorithm's `adapt` on the client's training data (the
+personalization curve). Training clients of algorithms with per-client state
+(personal heads, personal models) are evaluated with their own state rows
+(`state`); held-out clients have none (state None) and get what the
+algorithm documents for a new client.
 Clients are batched like training (vmap or loop, in chunks). Means are uniform
 over clients (not weighted by data size), as in Jiang et al. 2019; clients
 without test data are left out.
@@ -65,20 +70,24 @@ def personalize(
     backend,
     chunk_size: int | None = 64,
     progress=None,
+    state: dict | None = None,
 ) -> PersonalizationResult:
     """Initial and personalized accuracy (k = 0..epochs) for `clients` of `population`.
 
-    `params` is the server's state; the initial model is `algorithm.model_params(params)`.
+    `params` is the server's state; the initial model is `algorithm.personal_model(params, state_i)`.
+    `state` (optional): the clients' per-client state, one row per entry of `clients`
+    (a dict of tensors with a leading client axis); None: no client has state.
     `backend` is a `pfl.execution.Backend`; `chunk_size` clients are gathered at a time;
     `progress(n)` (optional) is told after every n clients done.
     """
 
-    def one(p, data, k, _state, loop):
+    def one(p, data, k, st, loop):
         train, test = data
         trainer = local.using(loop)
-        initial, counted = trainer.evaluate(algorithm.model_params(p), test)
+        initial, counted = trainer.evaluate(algorithm.personal_model(p, st), test)
         correct = [initial]
-        algorithm.adapt(trainer, p, train, k, epochs, lambda e, pe: correct.append(trainer.evaluate(pe, test)[0]))
+        algorithm.adapt(trainer, p, train, k, epochs, lambda e, pe: correct.append(trainer.evaluate(pe, test)[0]),
+                        state=st)
         return torch.stack(correct), counted
 
     chunk = chunk_size or len(clients)
@@ -88,7 +97,8 @@ def personalize(
         train = population.train.gather(ids)
         test = population.test.gather(ids)
         keys = torch.stack([rng.fold(key, int(i)) for i in ids]).to(train.x.device)
-        c, n = backend.map(one, params, (train, test), keys, progress=progress)
+        rows = None if state is None else {k: v[start:start + chunk] for k, v in state.items()}
+        c, n = backend.map(one, params, (train, test), keys, rows, progress=progress)
         correct.append(c)
         counts.append(n)
     return PersonalizationResult(

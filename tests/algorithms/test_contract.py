@@ -39,6 +39,12 @@ ALGORITHMS = sorted(p.stem for p in (Path(CONF_DIR) / "algorithm").glob("*.yaml"
 SETTINGS: dict[str, dict] = {
     "local": {"overrides": ["algorithm.epochs=3"], "exchanges": False},  # personalizes `epochs` (200) epochs
     "centralized": {"overrides": ["algorithm.epochs=4"], "exchanges": False},  # one round = one epoch
+    # the tiny MLP (20 -> 64 -> 10): body 20·64+64 floats = 5376 B, head 64·10+10 floats = 2600 B, model 7976 B
+    "scaffold": {"extra_down": 7976, "extra_up": 7976},  # the control variate c down, Δc up
+    "fedper": {"extra_down": -2600, "extra_up": -2600},  # the body only: the head stays on the client
+    "fedrep": {"extra_down": -2600, "extra_up": -2600},
+    "fedbabu": {"extra_down": -2600, "extra_up": -2600},  # the frozen head is never sent
+    "lg_fedavg": {"extra_down": -5376, "extra_up": -5376},  # the head only: the body stays on the client
 }
 
 # the tiny run of tests.helpers, evaluated every round (metrics.csv then has a row per round) on few clients

@@ -66,7 +66,7 @@ def explain(exc: BaseException, keys_of=None) -> str:
     m = re.search(r"Invalid value assigned: (\w+) is not a ListConfig, list or tuple", msg)
     if m:
         key = re.search(r"full_key: (\S+)", msg)
-        return f"error: {key.group(1) if key else '?'} must be a list, e.g. [1,5]"
+        return f"error: {key.group(1) if key else '?'} must be a list, e.g. [a,b]"
     first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(exc).__name__)
     return f"error: {first}"
 
@@ -107,8 +107,9 @@ def _plain_overrides(args: list[str]) -> list[list[str]] | None:
     caught before any job runs) with the first value of every other swept key;
     Optuna search spaces (range/choice/interval/tag) are left to the sweeper.
     """
-    if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "--version") or
-           a.startswith("--info") for a in args):
+    if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
+                 "--version", "--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn") or
+           a.startswith(("--info", "--config-dir=", "--config-path=", "--config-name=")) for a in args):
         return None
     groups = set(_groups())
     fixed, swept = [], []
@@ -185,10 +186,27 @@ def output_dir_problem(args: list[str]) -> str | None:
     return None
 
 
+def version() -> str:
+    """The installed distribution's version (pfl-meta), else the package's own."""
+    from importlib import metadata
+
+    import pfl
+
+    try:
+        return metadata.version("pfl-meta")
+    except metadata.PackageNotFoundError:  # a checkout on PYTHONPATH
+        return pfl.__version__
+
+
 def main() -> None:
     from pfl.engine.faults import Stopped
 
     args = sys.argv[1:]
+    if args == ["--version"] or args == ["-V"]:
+        import hydra
+
+        print(f"pfl {version()} (distribution pfl-meta; Hydra {hydra.__version__})")
+        return
     try:
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:

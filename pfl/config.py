@@ -48,9 +48,52 @@ class EngineConfig:
 
 @dataclass
 class TrainerConfig:
+    """pl.Trainer's settings (Lightning's names). Any other pl.Trainer argument is passed through with
+    `+trainer.NAME=VALUE` (e.g. +trainer.profiler=simple); a name pl.Trainer does not have, or one that
+    pfl sets itself (TRAINER_OWNED), stops the run at start-up."""
     devices: Any = 1  # processes per node (Lightning's name); > 1: each rank trains its share of the cohort
     num_nodes: int = setting(1, integer(ge=1))
     strategy: Any = "auto"  # auto/ddp: pfl.engine.distributed.RoundDDPStrategy when several processes run
+    precision: Optional[Any] = None  # null: Lightning's default (32-true); e.g. bf16-mixed, 16-mixed, 64-true
+    enable_progress_bar: Optional[bool] = None  # null: only on a terminal and without TQDM_DISABLE=1
+    log_every_n_steps: int = setting(1, integer(ge=1, note="training rows every this many rounds; "
+                                                         "evaluation rows always"))
+
+
+#: pl.Trainer arguments that pfl sets from its own settings (which one to use instead)
+TRAINER_OWNED = {
+    "accelerator": "device=cpu|cuda|auto", "max_steps": "rounds", "max_epochs": "rounds", "min_steps": "rounds",
+    "min_epochs": "rounds", "max_time": "rounds", "logger": "logger=[csv,wandb,...]",
+    "callbacks": "callbacks=[{_target_: ...}]", "enable_checkpointing": "checkpoint_every",
+    "default_root_dir": "hydra.run.dir", "num_sanity_val_steps": None, "limit_train_batches": "rounds",
+    # the round steps the server optimizer itself (manual optimization): Lightning refuses these
+    "gradient_clip_val": None, "gradient_clip_algorithm": None, "accumulate_grad_batches": None,
+}
+
+
+def trainer_settings(cfg: DictConfig) -> dict:
+    """`trainer.*` for pl.Trainer, without the distribution keys (pfl.run._distribution) and unset values."""
+    t = _plain(cfg.get("trainer")) or {}
+    return {k: v for k, v in t.items() if k not in ("devices", "num_nodes", "strategy") and v is not None}
+
+
+def _check_trainer(node: dict) -> None:
+    import difflib
+
+    from pytorch_lightning.trainer.trainer import Trainer
+
+    params = [p for p in inspect.signature(Trainer.__init__).parameters if p != "self"]
+    for key, value in node.items():
+        if key == "precision" and str(value) in ("64", "64-true", "double"):
+            raise ConfigError("trainer.precision", value, "null, 32-true, 16-mixed or bf16-mixed (the client data "
+                              "stay float32, so 64-true cannot run)")
+        if key in TRAINER_OWNED:
+            use = TRAINER_OWNED[key]
+            raise ConfigError(f"trainer.{key}", value, f"nothing: pfl sets it{f' (use {use})' if use else ''}")
+        if key not in params:
+            near = difflib.get_close_matches(key, params, n=1)
+            raise ConfigError(f"trainer.{key}", value, "a pl.Trainer setting" + (f" (did you mean trainer.{near[0]}?)"
+                              if near else " (e.g. precision, enable_progress_bar, log_every_n_steps, profiler)"))
 
 
 @dataclass
@@ -77,7 +120,9 @@ class Config:
     personalization: PersonalizationSettings = field(default_factory=PersonalizationSettings)
     engine: EngineConfig = field(default_factory=EngineConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    sweep: Optional[SweepSettings] = None  # an Optuna sweep (python -m pfl -m +sweep=NAME; pfl.sweep.settings)
+    # an Optuna sweep (python -m pfl -m +sweep=NAME): untyped here, so that the sweeper can create the node in a
+    # trial's job (`++sweep={...}`, also where the config has none); validate() checks it (pfl.sweep.settings)
+    sweep: Optional[Any] = None
 
 
 # -- schemas of the group options -------------------------------------------------
@@ -92,7 +137,7 @@ def _model_args_from_data() -> tuple[str, ...]:
 GROUP_SCHEMA = {
     "model": (_model_args_from_data, {}),
     "dataset": (lambda: (), {"name": str}),
-    "logger": (lambda: ("cfg", "run_dir", "resume_round"), {}),
+    "logger": (lambda: ("cfg", "run_dir", "resume_round", "save_dir"), {}),
 }
 
 
@@ -105,11 +150,14 @@ def _yaml(path: Path) -> dict:
 
 
 def schema_targets(path: Path) -> list[str]:
-    """Targets whose schema a YAML file extends (`- /<target>@_here_` in its defaults)."""
+    """Targets whose schema a YAML file extends (`- /<target>@_here_`, or `- /<target>@<key>` for an option
+    that puts its node under a key of the group, as logger options do: `logger=[csv,wandb]`)."""
     out = []
     for entry in _yaml(path).get("defaults") or []:
-        if isinstance(entry, str) and entry.startswith("/") and entry.endswith("@_here_") and "/" not in entry[1:]:
-            out.append(entry[1:-len("@_here_")])
+        if isinstance(entry, str) and entry.startswith("/") and "@" in entry:
+            target = entry[1:].split("@", 1)[0]
+            if "/" not in target:
+                out.append(target)
     return out
 
 
@@ -206,9 +254,15 @@ def validate(cfg: DictConfig) -> None:
                                             "checkpoint_every", "resume", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
-    check_values(TrainerConfig, _plain(cfg.get("trainer") or {}), "trainer.")
+    if cfg.get("sweep") is not None:
+        SweepSettings.from_cfg(cfg.sweep)  # one line for a misspelt key or a bad value
+    if cfg.get("trainer") is not None:
+        _check_trainer(_plain(cfg.trainer))
+        check_values(TrainerConfig, {k: v for k, v in _plain(cfg.trainer).items()
+                                     if k in TrainerConfig.__dataclass_fields__}, "trainer.")
     check_values(PersonalizationSettings, _plain(cfg.personalization), "personalization.")
-    nodes = [(k, cfg[k]) for k in ("dataset", "model", "algorithm", "client_opt", "server_opt", "logger")]
+    nodes = [(k, cfg[k]) for k in ("dataset", "model", "algorithm", "client_opt", "server_opt")]
+    nodes += [(f"logger.{k}", v) for k, v in logger_nodes(cfg)]
     if cfg.personalization.client_opt is not None:
         nodes.append(("personalization.client_opt", cfg.personalization.client_opt))
     nodes += [(f"callbacks.{i}", c) for i, c in enumerate(cfg.get("callbacks") or [])]
@@ -220,6 +274,7 @@ def validate(cfg: DictConfig) -> None:
                   "an integer >= 1")
             nodes += [(f"stages.{i}.{k}", s[k]) for k in ("algorithm", "server_opt") if k in s]
     for path, node in nodes:
+        path = path.replace("logger._here_", "logger")
         if isinstance(node, DictConfig) and "_target_" in node:
             validate_node(_plain(node), path)
     for key, opt in [("server_opt", cfg.server_opt)] + [(f"stages.{i}.server_opt", s.get("server_opt"))
@@ -230,6 +285,16 @@ def validate(cfg: DictConfig) -> None:
             check(is_number(opt.lr) and opt.lr > 0, f"{key}.lr", opt.lr, "a number > 0")
         if "momentum" in opt:
             check(is_number(opt.momentum) and 0 <= opt.momentum < 1, f"{key}.momentum", opt.momentum, "a number in [0, 1)")
+
+
+def logger_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
+    """(option, node) of every selected logger: `logger=[csv,wandb]` gives logger.csv and logger.wandb."""
+    node = cfg.get("logger")
+    if not isinstance(node, DictConfig):
+        return []
+    if "_target_" in node:  # a node written in place: `logger={_target_: ...}`
+        return [("_here_", node)]
+    return [(str(k), v) for k, v in node.items() if isinstance(v, DictConfig) and "_target_" in v]
 
 
 def validate_population(cfg: DictConfig, num_train: int, num_heldout: int) -> None:

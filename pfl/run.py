@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from pfl.algorithms.local import LocalTrainer
-from pfl.config import build, stage_names, validate, validate_population
+from pfl.config import build, stage_names, trainer_settings, validate, validate_population
 from pfl.config_errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
 from pfl.engine.checkpoint import CheckpointError, RoundCheckpoint, config_changes, read_checkpoint
@@ -27,7 +27,7 @@ from pfl.engine.faults import Diverged, Stopped, StopOnSignal
 from pfl.engine.distributed import make_strategy
 from pfl.engine.files import write_json
 from pfl.engine.loggers import make_loggers
-from pfl.engine.progress import RoundProgressBar
+from pfl.engine.progress import RoundProgressBar, progress_bar_enabled
 from pfl.engine.module import FederatedModule, Stage
 from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import make_backend
@@ -134,6 +134,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     loggers = make_loggers(cfg, run_dir, resume_round)
     accelerator, devices, num_nodes, strategy = _distribution(cfg, device)
     stopper = StopOnSignal(ckpt_cb)  # SIGTERM / SIGINT: stop at the next round or evaluation chunk
+    settings = {"enable_model_summary": False, "log_every_n_steps": 1, **trainer_settings(cfg)}  # trainer.*
+    bar = progress_bar_enabled(settings.pop("enable_progress_bar", None))
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=devices,
@@ -142,12 +144,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         max_steps=module.total_rounds,
         max_epochs=-1,
         logger=loggers,
-        callbacks=[ckpt_cb, stopper, RoundProgressBar(), *_extra_callbacks(cfg)],
+        callbacks=[ckpt_cb, stopper, *([RoundProgressBar(module.total_rounds, resume_round or 0)] if bar else []),
+                   *_extra_callbacks(cfg)],
+        enable_progress_bar=bar,
         enable_checkpointing=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=1,
         default_root_dir=str(run_dir),
+        **settings,
     )
     if rank_zero_only.rank == 0:  # after the checks above: a refused resume leaves the run's files as they were
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))

@@ -228,7 +228,10 @@ def schema(target: str, exclude: tuple[str, ...] = (), extra: dict[str, type] | 
     """
     obj = locate(target)
     hints = _hints(obj)
-    params = parameters(obj) or {}
+    params = parameters(obj)
+    if params is None:  # **kwargs too (Lightning's loggers): the named arguments are the settings
+        params = {n: p.default for n, p in inspect.signature(obj).parameters.items()
+                  if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     fields: list[tuple] = [("_target_", str, dataclasses.field(default=target))]
     for key, typ in (extra or {}).items():
         fields.append((key, typ, dataclasses.field(default=REQUIRED)))

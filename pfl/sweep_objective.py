@@ -11,7 +11,15 @@ class MissingObjective(KeyError):
 
 
 def lookup(summary: dict, path: str):
-    """A value by dotted path: 'personalized_accuracy.5', 'train_clients.initial_accuracy'."""
+    """A value by metric name (`heldout/pers_acc_5`: the last evaluation's, pfl.engine.names), or by dotted
+    path into summary.json ('personalized_accuracy.5', 'rounds_to_target.initial')."""
+    if "/" in path:
+        final = summary.get("final") or {}
+        if path not in final:
+            have = ", ".join(k for k in final if "/" in k)
+            raise MissingObjective(f"the objective '{path}' was never produced by this run (its last evaluation "
+                                   f"has no '{path}'; there: {have})")
+        return _number(path, final[path])
     node = summary
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -19,6 +27,10 @@ def lookup(summary: dict, path: str):
             raise MissingObjective(f"the objective '{path}' was never produced by this run "
                                    f"(summary.json has no '{part}'; there: {have})")
         node = node[part]
+    return _number(path, node)
+
+
+def _number(path: str, node):
     if node is None:
         raise MissingObjective(f"the objective '{path}' was never produced by this run (it is null in summary.json)")
     if not isinstance(node, (int, float)) or isinstance(node, bool):

@@ -60,6 +60,10 @@ class Algorithm(Settings):
     report_epochs: tuple[int, ...] = ()
     #: rounds this algorithm runs regardless of the config's `rounds` (None: the config's)
     rounds: int | None = None
+    #: what one round is, for axis labels ("epoch" for the centralized baseline, whose round is an epoch)
+    round_unit: str = "round"
+    #: False for a non-federated baseline (the centralized one): W&B job_type "centralized"
+    federated: bool = True
 
     # -- what the server holds and sends ----------------------------------
     def init_global(self, model_params: Params) -> Params:
@@ -120,7 +124,7 @@ class Algorithm(Settings):
         return server_state
 
     def server_metrics(self, params: Params, server_state: dict) -> dict[str, Tensor]:
-        """Scalars of the server's side to log each round, as `<algorithm>/<name>` (after the update)."""
+        """Scalars of the server's side to log each round, as `server/<name>` (after the update)."""
         return {}
 
     def bytes_exchanged(self, sent: Params, updates: ClientUpdate) -> tuple[int, int]:

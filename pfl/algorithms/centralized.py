@@ -36,6 +36,9 @@ class Centralized(Algorithm):
     eps: float = setting(1e-8, number(gt=0))
     weight_decay: float = setting(0.0, number(ge=0))
 
+    round_unit = "epoch"
+    federated = False
+
     @property
     def rounds(self) -> int:
         return self.epochs  # one round is one epoch of the pool

@@ -1,9 +1,12 @@
 """Plain files in the run directory, written atomically.
 
-`metrics.csv` (one row per evaluation) is a Lightning logger, so it receives
-exactly what W&B receives. It is rewritten whole on every row (the file is
-small) through a temporary file and `os.replace`, so a kill never leaves a
-half-written file, and a resumed run drops rows past its checkpoint.
+`metrics.csv` (one row per round, step = round; evaluation columns filled at
+evaluation rounds) is a Lightning logger, so it receives exactly what W&B
+receives (names: pfl.engine.names). A row with the columns of the file so far
+is appended (one write); a row with new columns rewrites the file through a
+temporary file and `os.replace`. A kill can only cut the row being written,
+which belongs to a round past the last checkpoint: a resumed run drops rows
+past its checkpoint.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ def write_json(path: Path, obj) -> None:
 
 
 class MetricsCSV(Logger):
-    """metrics.csv in the run directory: one row per evaluation round."""
+    """metrics.csv in the run directory: one row per logged round."""
 
     def __init__(self, run_dir: str | os.PathLike, resume_round: int | None = None):
         super().__init__()
         self.path = Path(run_dir) / "metrics.csv"
         self.rows: list[dict] = []
+        self._keys: list[str] = []
         if rank_zero_only.rank != 0:  # one process writes the run's files
             return
         if self.path.exists() and resume_round is not None:
@@ -68,6 +72,12 @@ class MetricsCSV(Logger):
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         row = {"round": step, **{k: v for k, v in metrics.items() if k != "round"}}
         self.rows.append(row)
+        if self._keys and all(k in self._keys for k in row) and self.path.is_file():
+            buf = io.StringIO()
+            csv.DictWriter(buf, fieldnames=self._keys).writerow(row)
+            with open(self.path, "a", newline="") as f:
+                f.write(buf.getvalue())
+            return
         self._flush()
 
     def _flush(self) -> None:
@@ -79,3 +89,4 @@ class MetricsCSV(Logger):
         w.writeheader()
         w.writerows(self.rows)
         atomic_write_text(self.path, buf.getvalue())
+        self._keys = keys

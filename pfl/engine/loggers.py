@@ -1,13 +1,17 @@
-"""Loggers for a run: metrics.csv always, plus the `logger` option's `_target_` (logger=wandb: Weights & Biases).
+"""Loggers for a run: metrics.csv always, plus every selected `logger` option's `_target_`.
 
-The target is called with the settings of its YAML and, where its signature names them, `cfg`,
-`run_dir`, `resume_round` and `save_dir` (a Lightning logger's folder: the run directory)."""
+`logger=wandb`, `logger=tensorboard`, `logger=mlflow`, or several at once: `logger=[csv,wandb,tensorboard]`
+(each option puts its node under its own key: logger.wandb, logger.tensorboard, ...). A target is called with
+the settings of its YAML and, where its signature names them, `cfg`, `run_dir`, `resume_round` and `save_dir`
+(a Lightning logger's folder: <run dir>/<option>, e.g. <run dir>/tensorboard). Loggers other than pfl's own
+receive the resolved config as hyperparameters."""
 
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,14 +36,36 @@ def wandb_mode(requested: str) -> str:
 
 
 def make_loggers(cfg: DictConfig, run_dir: Path, resume_round: int | None) -> list:
-    from pfl.config import build
+    from pfl.config import build, logger_nodes
 
     loggers = [MetricsCSV(run_dir, resume_round)]
-    if cfg.logger.get("_target_") not in (None, f"{MetricsCSV.__module__}.{MetricsCSV.__qualname__}"):
-        loggers.append(build(cfg.logger, path="logger", cfg=cfg, run_dir=Path(run_dir), resume_round=resume_round,
-                             save_dir=str(run_dir)))
+    for key, node in logger_nodes(cfg):
+        if node.get("_target_") == f"{MetricsCSV.__module__}.{MetricsCSV.__qualname__}":
+            continue  # always there
+        path = "logger" if key == "_here_" else f"logger.{key}"
+        lg = build(node, drop=(), path=path, cfg=cfg, run_dir=Path(run_dir), resume_round=resume_round,
+                   save_dir=str(Path(run_dir) / ("logs" if key == "_here_" else key)))
+        if not hasattr(lg, "log_summary"):  # a Lightning logger: the config as its hyperparameters
+            lg.log_hyperparams(resolved_config(cfg))
+        loggers.append(lg)
     return loggers
 
 
 def resolved_config(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def mlflow_logger(save_dir: str, experiment_name: str = "pfl", run_name: Optional[str] = None,
+                  tracking_uri: Optional[str] = None, tags: Optional[dict] = None, log_model: bool = False,
+                  artifact_location: Optional[str] = None):
+    """logger=mlflow: Lightning's MLFlowLogger. tracking_uri (null: MLFLOW_TRACKING_URI, else an SQLite store
+    <run dir>/mlflow/mlflow.db, since current MLflow refuses its old file store by default)."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{Path(save_dir).resolve() / 'mlflow.db'}"
+        artifact_location = artifact_location or (Path(save_dir).resolve() / "artifacts").as_uri()
+    return MLFlowLogger(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
+                        log_model=log_model, artifact_location=artifact_location)

@@ -37,6 +37,7 @@ from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
 from pfl.engine.faults import Diverged
+from pfl.engine import names
 from pfl.engine.round import Server, cohort_keys, run_round
 from pfl.evaluation.fairness import beats_local, local_reference
 from pfl.evaluation.personalize import PersonalizationResult, personalize
@@ -134,10 +135,10 @@ class FederatedModule(pl.LightningModule):
 
     def configure_optimizers(self):
         opts = []
-        names = list(self._names.values())
+        param_names = list(self._names.values())
         for s in self.stages:
             groups = [{"params": [self.global_params[_safe(n)] for n in group_names], **overrides}
-                      for group_names, overrides in s.algorithm.param_groups(names)]
+                      for group_names, overrides in s.algorithm.param_groups(param_names)]
             opts.append(s.algorithm.server_optimizer(groups, s.server_opt))
         return opts
 
@@ -188,18 +189,29 @@ class FederatedModule(pl.LightningModule):
 
         self.bytes_total["down"] += out.bytes_down
         self.bytes_total["up"] += out.bytes_up
-        metrics = {f"train/{k}": v for k, v in out.metrics.items()}
-        metrics.update({f"{stage.name}/{k}": v for k, v in out.server_metrics.items()})
-        metrics.update({"round": r + 1, "stage": si, "bytes/down": out.bytes_down, "bytes/up": out.bytes_up})
+        metrics = {names.train(k): v for k, v in out.metrics.items()}
+        metrics.update({names.server(k): v for k, v in out.server_metrics.items()})
         bad = next(((k.removeprefix("train/"), v) for k, v in metrics.items() if not math.isfinite(v)), None)
         if bad is None and not bool(torch.stack([torch.isfinite(p).all() for p in self.global_params.values()]).all()):
             bad = ("server parameters", "nan/inf after the update")
         if bad is not None:  # a clean stop (pfl.engine.faults): the last good checkpoint stays as it is
             raise Diverged(r + 1, *bad)
-        self.log("loss", metrics.get("train/loss", float("nan")), prog_bar=True, on_step=True, logger=False)
+        metrics.update({names.ROUND: r + 1, names.STAGE: si, names.BYTES_DOWN: out.bytes_down,
+                        names.BYTES_UP: out.bytes_up, names.BYTES_DOWN_TOTAL: self.bytes_total["down"],
+                        names.BYTES_UP_TOTAL: self.bytes_total["up"]})
+        self.log("loss", metrics.get(names.train("loss"), float("nan")), prog_bar=True, on_step=True, logger=False)
         stage_end = sum(s.rounds for s in self.stages[: si + 1])
         if (r + 1) % self.eval_every == 0 or r + 1 == self.total_rounds or r + 1 == stage_end:
-            self.evaluate_and_log(r + 1, metrics)  # also at each stage's end: the model a stage hands on
+            metrics = self.evaluate_and_log(r + 1, metrics)  # also at each stage's end: the model a stage hands on
+        elif (r + 1) % max(int(getattr(self.trainer, "log_every_n_steps", 1) or 1), 1) == 0:
+            self._log_row(metrics, r + 1)
+
+    def _log_row(self, row: dict, r: int) -> None:
+        """One row to every logger at step = round: the round's training metrics, and the evaluation's."""
+        metrics = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != names.ROUND}
+        metrics.setdefault(names.WALL_S, time.perf_counter() - self._t0)
+        for lg in self.loggers:
+            lg.log_metrics(metrics, step=r)
 
     # -- personalization evaluation -------------------------------------------
     def personalize(self, population: str, clients: Tensor | None = None, progress=None) -> PersonalizationResult:
@@ -280,35 +292,31 @@ class FederatedModule(pl.LightningModule):
             if pop == "heldout" and self.personalization.local_baseline:
                 res.local_accuracy = self.local_reference(pop, clients, tick)
                 for k, frac in beats_local(res, self.report_epochs).items():
-                    row[f"{pop}/beats_local_{k}"] = frac
-                row[f"{pop}/local_accuracy"] = float(res.local_accuracy[res.num_test > 0].mean())
+                    row[names.beats_local(k, pop)] = frac
+                row[names.local(pop)] = float(res.local_accuracy[res.num_test > 0].mean())
             results[pop] = res
             curve = res.mean_accuracy()
-            row[f"{pop}/initial_accuracy"] = float(curve[0])
+            row[names.initial(pop)] = float(curve[0])
             for k in self.report_epochs:
-                row[f"{pop}/personalized_accuracy_{k}"] = float(curve[k])
+                row[names.pers(k, pop)] = float(curve[k])
             acc = res.accuracy
             last = max(self.report_epochs, default=0)
             valid = res.num_test > 0
-            row[f"{pop}/fraction_worse_after_{last}"] = float((acc[valid, last] < acc[valid, 0]).double().mean())
-            row[f"{pop}/curve"] = [float(c) for c in curve]
-        row["bytes/total_down"] = self.bytes_total["down"]
-        row["bytes/total_up"] = self.bytes_total["up"]
+            row[names.worse(last, pop)] = float((acc[valid, last] < acc[valid, 0]).double().mean())
+            row[names.curve(pop)] = [float(c) for c in curve]
         if bar is not None:
             bar.close()
-        row["eval_time"] = time.perf_counter() - t_eval  # seconds this evaluation took
-        row["wall_time"] = time.perf_counter() - self._t0
+        row[names.EVAL_S] = time.perf_counter() - t_eval  # seconds this evaluation took
+        row[names.WALL_S] = time.perf_counter() - self._t0
         self.history.append(row)
         self.last_eval = {"row": row, "results": results}
         if self.on_evaluation is not None:
             self.on_evaluation(r, row, results)
-        scalars = {k: v for k, v in row.items() if isinstance(v, (int, float))}
-        for lg in self.loggers:
-            lg.log_metrics(scalars, step=r)
-        shown = {k.replace("heldout/", "").replace("personalized_accuracy_", "pers"): v for k, v in scalars.items()
-                 if k.startswith("heldout/") and "fraction" not in k}
+        self._log_row(row, r)
+        shown = {k.replace("heldout/", ""): v for k, v in row.items()
+                 if k.startswith("heldout/") and isinstance(v, float) and "frac" not in k}
         _info(f"round {r}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
-              + f" (evaluation {row['eval_time']:.1f} s)")
+              + f" (evaluation {row[names.EVAL_S]:.1f} s)")
         return row
 
     # -- checkpoint -----------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from pfl.engine import names
 from pfl.engine.files import atomic_write_text
 
 
@@ -21,22 +22,22 @@ def rounds_to_target(history: list[dict], key: str, target: float) -> int | None
 
 
 def _population_summary(row: dict, pop: str, epochs: list[int]) -> dict:
-    if f"{pop}/initial_accuracy" not in row:
+    if names.initial(pop) not in row:
         return {}
     return {
-        "initial_accuracy": row[f"{pop}/initial_accuracy"],
-        "personalized_accuracy": {str(k): row[f"{pop}/personalized_accuracy_{k}"] for k in epochs},
-        "curve": row.get(f"{pop}/curve"),
-        "fraction_worse": row.get(f"{pop}/fraction_worse_after_{max(epochs)}"),
+        "initial_accuracy": row[names.initial(pop)],
+        "personalized_accuracy": {str(k): row[names.pers(k, pop)] for k in epochs},
+        "curve": row.get(names.curve(pop)),
+        "fraction_worse": row.get(names.worse(max(epochs), pop)),
     }
 
 
 def _local_baseline(row: dict) -> dict | None:
     """Mean Acc_local and the fraction of held-out clients beating it after k epochs."""
-    if "heldout/local_accuracy" not in row:
+    if names.local() not in row:
         return None
-    prefix = "heldout/beats_local_"
-    return {"local_accuracy": row["heldout/local_accuracy"],
+    prefix = names.beats_local("")
+    return {"local_accuracy": row[names.local()],
             "beats_local_fraction": {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}}
 
 
@@ -46,13 +47,14 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
     target = float(cfg.personalization.target_accuracy)
     held = _population_summary(row, "heldout", epochs)
     rounds = module.total_rounds
-    names = [s.name for s in module.stages]
+    stage_names = [s.name for s in module.stages]
     return {
-        "algorithm": "+".join(names),
+        "algorithm": "+".join(stage_names),
         "dataset": cfg.dataset.name,
         "model": cfg.model._target_.rsplit(".", 1)[-1],
         "rounds": rounds,
         "stages": [{"name": s.name, "rounds": s.rounds} for s in module.stages],
+        "round_unit": getattr(module.stages[0].algorithm, "round_unit", "round"),  # "epoch": centralized
         "clients_per_round": cfg.clients_per_round,
         "seed": cfg.seed,
         "zeta": cfg.zeta,
@@ -63,9 +65,8 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
         "train_clients": _population_summary(row, "train", epochs),
         "target_accuracy": target,
         "rounds_to_target": {
-            "initial": rounds_to_target(module.history, "heldout/initial_accuracy", target),
-            **{f"personalized_{k}": rounds_to_target(module.history, f"heldout/personalized_accuracy_{k}", target)
-               for k in epochs},
+            "initial": rounds_to_target(module.history, names.initial(), target),
+            **{f"personalized_{k}": rounds_to_target(module.history, names.pers(k), target) for k in epochs},
         },
         "bytes": {
             "down_total": module.bytes_total["down"],
@@ -79,6 +80,9 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
         "backend": backend,
         "device": str(device),
         "wall_time_s": wall_time,
+        # the last evaluation row under the names of metrics.csv and the loggers (pfl.engine.names);
+        # sweep objectives and the report may name these (`heldout/pers_acc_5`)
+        "final": {k: v for k, v in row.items() if isinstance(v, (int, float)) and k != names.ROUND},
     }
 
 

@@ -1,10 +1,17 @@
 """Weights & Biases logging through Lightning's WandbLogger, offline without a key.
 
-Every run logs its resolved config (at start), the evaluation rows (the same
-as metrics.csv), and at the end the summary, the personalization curve, the
-plots in run_dir/plots and the per-client tables. Runs of one sweep share a
-group named after it (a Hydra multirun without an Optuna sweep: its sweep
-directory) and carry the tags algorithm:, dataset:, zeta: (and sweep:).
+Every run logs its resolved config (nested, at start), one history row per
+round at step = round (the rows of metrics.csv; names: pfl.engine.names), and
+at the end the summary values that are not already history (rounds to target,
+FLOPs, wall time, ...), the personalization curve as a chart
+(`charts/personalization_curve`), the PNGs in run_dir/plots (`plots/<name>`)
+and the per-client tables (`tables/clients_<population>`). `define_metric`
+makes the run summary hold the best and last value of every accuracy
+(`heldout/pers_acc_5.max`, `.last`). A run's name is what differs within its
+multirun or sweep (`afml ζ=0.4 seed=1`, `trial 3: local_epochs=5 lr=0.013`);
+its group is the sweep's name, the experiment, or the grid's swept keys and
+start time; job_type is train, sweep-trial or centralized; tags name
+algorithm, dataset, ζ (and sweep).
 A run that ends with an exception is finished at once (so the next trial in
 the same process gets its own run) and marked: a trial stopped by its pruner
 gets the tag `pruned` and summary `trial_state: PRUNED`; any other exception
@@ -16,6 +23,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -38,13 +46,13 @@ class PflWandbLogger(WandbLogger):
         import wandb
 
         run = self.experiment
-        for k, v in _flatten(summary).items():
+        for k, v in _flatten({k: v for k, v in summary.items() if k not in IN_HISTORY}).items():
             if not isinstance(v, list):
                 run.summary[k] = v
         curve = summary.get("personalization_curve")
         if curve:
             table = wandb.Table(columns=["epochs", "accuracy"], data=[[k, a] for k, a in enumerate(curve)])
-            run.log({"plots/personalization_curve": wandb.plot.line(
+            run.log({"charts/personalization_curve": wandb.plot.line(
                 table, "epochs", "accuracy", title="held-out accuracy after k personalization epochs")})
         for png in sorted(Path(run_dir).glob("plots/*.png")):
             run.log({f"plots/{png.stem}": wandb.Image(str(png))})
@@ -53,6 +61,13 @@ class PflWandbLogger(WandbLogger):
             if rows:
                 run.log({f"tables/{path.stem}": wandb.Table(columns=columns, data=rows)})
         self._finish(0)
+
+    def define_metrics(self) -> None:
+        """Summary of each accuracy: its best and its last value; of each training metric: min and last."""
+        run = self.experiment
+        for prefix in ("heldout", "train_clients"):
+            run.define_metric(f"{prefix}/*", step_metric="trainer/global_step", summary="max,last")
+        run.define_metric("train/*", step_metric="trainer/global_step", summary="min,last")
 
     def finalize(self, status: str) -> None:
         super().finalize(status)
@@ -79,6 +94,11 @@ class PflWandbLogger(WandbLogger):
         self._experiment = None
         if offline and run_path is not None:
             log.info("W&B run saved offline; upload it with: wandb sync %s", run_path)
+
+
+# summary.json entries whose numbers are already in the history under their metric names (pfl.engine.names)
+IN_HISTORY = ("initial_accuracy", "personalized_accuracy", "personalization_curve", "fraction_worse", "train_clients",
+              "local_baseline", "bytes", "final")
 
 
 def _is_pruned(exc) -> bool:
@@ -119,25 +139,88 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def run_identity(cfg: DictConfig, run_dir: Path) -> tuple[str | None, list[str], str]:
-    """(group, tags, name): a sweep's runs share its group; tags name algorithm, dataset and ζ."""
+def run_identity(cfg: DictConfig, run_dir: Path, group: str | None = None,
+                 tags=()) -> tuple[str | None, list[str], str]:
+    """(group, tags, name): a sweep's runs share its group; tags name algorithm, dataset and ζ; the name is what
+    differs within the multirun or sweep (a single run: its directory's name)."""
     from pfl.config import stage_names
 
     alg = "+".join(stage_names(cfg))
-    tags = list(cfg.logger.get("tags") or []) + [f"algorithm:{alg}", f"dataset:{cfg.dataset.name}", f"zeta:{cfg.zeta}"]
-    group, name = cfg.logger.get("group"), Path(run_dir).name
+    tags = list(tags or []) + [f"algorithm:{alg}", f"dataset:{cfg.dataset.name}", f"zeta:{cfg.zeta}"]
+    name = Path(run_dir).name
+    swept = swept_keys(cfg)
+    label = " ".join(_label(cfg, k, swept) for k in swept)
     sweep = cfg.get("sweep")
     if sweep is not None and sweep.get("name"):
         group = group or str(sweep.name)
         tags.append(f"sweep:{sweep.name}")
         if sweep.get("trial") is not None:
-            name = f"{sweep.get('study') or sweep.name}-trial{sweep.trial}"
-    elif group is None:
-        multirun = _multirun_dir()
-        if multirun:
-            group = multirun
-            name = f"{Path(multirun).name}-{Path(run_dir).name}"
+            name = f"trial {sweep.trial}" + (f": {label}" if label else "")
+    elif _multirun_dir() is not None:
+        multirun = Path(_multirun_dir())
+        group = group or _experiment() or " ".join(
+            ["grid", ",".join(swept) or multirun.name, "_".join(multirun.parts[-2:])])
+        name = label or f"job {Path(run_dir).name}"
     return group, tags, name
+
+
+def job_type(cfg: DictConfig) -> str:
+    """sweep-trial (a trial of an Optuna sweep), centralized (a non-federated baseline) or train."""
+    from pfl.settings import locate
+
+    sweep = cfg.get("sweep")
+    if sweep is not None and sweep.get("trial") is not None:
+        return "sweep-trial"
+    try:
+        federated = getattr(locate(str(cfg.algorithm._target_)), "federated", True)
+    except Exception:  # noqa: BLE001 - a name for the dashboard only
+        federated = True
+    return "train" if federated else "centralized"
+
+
+SWEEP_VALUE = re.compile(r"^(range|choice|interval|tag|glob)\(|,")
+
+
+def swept_keys(cfg: DictConfig) -> list[str]:
+    """Keys that differ between the jobs of this run's multirun or sweep: values swept on the command line
+    (`seed=0,1,2`, `x=interval(0,1)`), the sweep's search space and grid, hydra.sweeper.params."""
+    keys: list[str] = []
+    sweep = cfg.get("sweep")
+    if sweep is not None:
+        keys += [str(k) for k in (sweep.get("grid") or {})] + [str(k) for k in (sweep.get("params") or {})]
+    multirun = _multirun_dir()
+    if multirun is not None:
+        from hydra.core.hydra_config import HydraConfig
+
+        keys += [str(k) for k in (HydraConfig.get().sweeper.get("params") or {})]
+        saved = Path(multirun) / "multirun.yaml"
+        task = []
+        if saved.is_file():
+            task = list(OmegaConf.load(saved).hydra.overrides.task or [])
+        for o in task:
+            key, _, value = str(o).partition("=")
+            if SWEEP_VALUE.search(value) and not value.startswith(("[", "{", "'", '"')):
+                keys.append(key.lstrip("+~"))
+    keys = [k for k in dict.fromkeys(keys) if not k.startswith("hydra")]
+    return sorted(keys, key=lambda k: (k != "algorithm", k))  # the algorithm first
+
+
+def _label(cfg: DictConfig, key: str, keys: list[str]) -> str:
+    """`afml` for algorithm=afml, `ζ=0.4`, `seed=1`, `lr=0.013` (the key's last part, unless two keys share it)."""
+    if key == "algorithm":
+        from pfl.config import stage_names
+
+        return "+".join(stage_names(cfg))
+    from hydra.core.hydra_config import HydraConfig
+
+    value = OmegaConf.select(cfg, key, default=None)
+    if isinstance(value, DictConfig) and HydraConfig.initialized():  # a config group: its option
+        value = HydraConfig.get().runtime.choices.get(key, value)
+    if isinstance(value, float):
+        value = f"{value:.4g}"
+    last = key.rsplit(".", 1)[-1]
+    short = last if sum(k.rsplit(".", 1)[-1] == last for k in keys) == 1 else key
+    return f"{'ζ' if short == 'zeta' else short}={value}"
 
 
 def _multirun_dir() -> str | None:
@@ -149,10 +232,18 @@ def _multirun_dir() -> str | None:
     return str(HydraConfig.get().sweep.dir)
 
 
+def _experiment() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("experiment") if HydraConfig.initialized() else None
+
+
 def make_wandb_logger(cfg: DictConfig, run_dir: Path, project: str = "pfl", entity: Optional[str] = None,
-                      group: Optional[str] = None, tags: List[str] = (), mode: str = "auto") -> WandbLogger:
-    """logger=wandb. group (null: the sweep or multirun) and tags (beside algorithm/dataset/zeta) are read
-    from cfg.logger by run_identity; mode: auto (online with an API key, else offline) | online | offline | disabled."""
+                      group: Optional[str] = None, tags: List[str] = (), mode: str = "auto",
+                      job_type: Optional[str] = None) -> WandbLogger:
+    """logger=wandb. group (null: the sweep, experiment or grid) and tags (beside algorithm/dataset/zeta) are read
+    from cfg.logger by run_identity; mode: auto (online with an API key, else offline) | online | offline | disabled;
+    job_type (null: sweep-trial, centralized or train)."""
     import wandb
 
     from pfl.engine.loggers import wandb_mode
@@ -162,8 +253,8 @@ def make_wandb_logger(cfg: DictConfig, run_dir: Path, project: str = "pfl", enti
     os.environ.setdefault("WANDB_SILENT", "true")
     if wandb.run is not None:  # left open by an earlier run of this process that crashed after training
         wandb.run.finish(exit_code=1)
-    group, tags, name = run_identity(cfg, run_dir)
-    return PflWandbLogger(
+    group, tags, name = run_identity(cfg, run_dir, group, tags)
+    logger = PflWandbLogger(
         project=project,
         entity=entity,
         group=group,
@@ -173,4 +264,10 @@ def make_wandb_logger(cfg: DictConfig, run_dir: Path, project: str = "pfl", enti
         mode=mode if mode == "disabled" else None,
         config=OmegaConf.to_container(cfg, resolve=True),
         name=name,
+        job_type=job_type or _job_type(cfg),
     )
+    logger.define_metrics()
+    return logger
+
+
+_job_type = job_type

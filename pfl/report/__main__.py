@@ -1,4 +1,4 @@
-"""`python -m pfl.report DIR`: one self-contained HTML page for a sweep or a multirun.
+"""`python -m pfl.report DIR`: one self-contained HTML page for a sweep, a grid, a seed grid or one run.
 
     python -m pfl.report multirun/sweeps/fedavg_e_lr            # -> multirun/sweeps/fedavg_e_lr/report.html
     python -m pfl.report multirun/2026-01-01/12-00-00 --objective personalized_accuracy.5
@@ -19,7 +19,8 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pfl.report", description=__doc__.splitlines()[0])
-    ap.add_argument("directory", help="a sweep directory (with sweep.json) or a Hydra multirun directory")
+    ap.add_argument("directory", help="a sweep directory (with sweep.json), a Hydra multirun directory (a grid "
+                                      "of hyper-parameters or of seeds) or one run's directory")
     ap.add_argument("--out", help="output file (default: DIRECTORY/report.html)")
     ap.add_argument("--objective", action="append",
                     help="multirun only: dotted path into summary.json, repeatable (default: initial and "
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(render(coll, out.parent.resolve()))
     tmp.replace(out)  # atomic: a reader never sees half a page
-    print(f"wrote {out} ({len(coll.rows)} {'trials' if coll.kind == 'optuna' else 'runs'})")
+    print(f"wrote {out} ({len(coll.rows)} {'trials' if coll.kind == 'optuna' else 'runs'}; {coll.kind})")
     return 0
 
 

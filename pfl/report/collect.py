@@ -37,7 +37,7 @@ class Row:
 @dataclass
 class Collection:
     title: str
-    kind: str  # "optuna" or "multirun"
+    kind: str  # "optuna", "grid" (hyper-parameters), "seeds" (only the seed varies), "run" (a single run)
     objectives: list[str]
     directions: list[str]
     rows: list[Row]
@@ -59,7 +59,26 @@ def collect(directory: str | Path, objectives: list[str] | None = None) -> Colle
         raise FileNotFoundError(f"{d} is not a directory")
     if (d / "sweep.json").is_file():
         return collect_sweep(d)
+    if (d / "summary.json").is_file() or ((d / "metrics.csv").is_file() and not any(d.glob("*/.hydra"))):
+        return collect_run(d, objectives)
     return collect_multirun(d, objectives)
+
+
+def collect_run(d: Path, objectives: list[str] | None) -> Collection:
+    """One run directory: its summary's numbers as the one row."""
+    summary = _read_json(d / "summary.json")
+    objectives = objectives or _default_objectives({d: summary})
+    values = []
+    for path in objectives:
+        try:
+            values.append(lookup(summary, path) if summary else None)
+        except MissingObjective:
+            values.append(None)
+    title = f"{summary.get('algorithm', '?')} on {summary.get('dataset', '?')}" if summary else d.name
+    row = Row(study=d.name, number=0, state="COMPLETE" if summary else "INCOMPLETE", params={}, values=values,
+              reason="" if summary else "no summary.json (failed or still running)", run_dir=d)
+    return Collection(title, "run", list(objectives), ["maximize"] * len(objectives), [row], [d.name],
+                      notes=[f"run directory: {d}"])
 
 
 def collect_sweep(d: Path) -> Collection:
@@ -136,7 +155,8 @@ def collect_multirun(d: Path, objectives: list[str] | None) -> Collection:
                         reason=reason if summary else "no summary.json (failed or still running)", run_dir=j))
     fixed = [f"{k}={overrides[jobs[0]][k]}" for k in keys if k not in varying and k in overrides[jobs[0]]]
     notes = ["fixed overrides: " + (" ".join(fixed) or "none")]
-    return Collection(str(d), "multirun", list(objectives), ["maximize"] * len(objectives), rows, [d.name],
+    kind = "seeds" if varying and all(k == "seed" for k in varying) else "grid"
+    return Collection(str(d), kind, list(objectives), ["maximize"] * len(objectives), rows, [d.name],
                       notes=notes)
 
 
@@ -153,11 +173,16 @@ def _overrides(job: Path) -> dict:
 
 
 def _default_objectives(summaries: dict) -> list[str]:
+    from pfl.engine import names
+
     for s in summaries.values():
-        if s and s.get("personalized_accuracy"):
+        if s and s.get("final"):  # the metric names of metrics.csv and the loggers
+            ks = names.pers_epochs(s["final"])
+            return [names.initial()] + ([names.pers(ks[-1])] if ks else [])
+        if s and s.get("personalized_accuracy"):  # a run written before summary.json had `final`
             k = max(s["personalized_accuracy"], key=lambda x: int(x))
             return ["initial_accuracy", f"personalized_accuracy.{k}"]
-    return ["initial_accuracy"]
+    return [names.initial()]
 
 
 def _read_json(path: Path) -> dict | None:

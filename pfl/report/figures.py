@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from pfl.engine import names
 from pfl.report.collect import Collection, Row, read_metrics
 from pfl.report.pareto import pareto_front
 
@@ -38,7 +39,7 @@ def _axis_values(values: list) -> tuple[list, list[str] | None]:
 
 
 def _short(path: str) -> str:
-    return path.replace("personalized_accuracy", "pers").replace("initial_accuracy", "initial")
+    return path.replace("personalized_accuracy", "pers").replace("initial_accuracy", "initial").replace("heldout/", "")
 
 
 def objective_vs_params(coll: Collection) -> bytes | None:
@@ -128,10 +129,9 @@ def convergence(coll: Collection, max_runs: int = 60) -> bytes | None:
     curves = [(r, m) for r, m in curves if m]
     if not curves:
         return None
-    keys = [k for k in curves[0][1][0] if k.startswith("heldout/")]
-    pers = sorted((k for k in keys if k.startswith("heldout/personalized_accuracy_")),
-                  key=lambda k: int(k.rsplit("_", 1)[1]))
-    panels = [k for k in ["heldout/initial_accuracy", pers[-1] if pers else None] if k]
+    keys = {k for _, m in curves for row in m for k in row}
+    pers = names.pers_epochs(keys)
+    panels = [k for k in [names.initial(), names.pers(pers[-1]) if pers else None] if k in keys]
     if not panels:
         return None
     fig = Figure(figsize=(5.2 * len(panels), 3.8))
@@ -142,7 +142,7 @@ def convergence(coll: Collection, max_runs: int = 60) -> bytes | None:
             pts = [(m["round"], m[key]) for m in rows if key in m]
             if not pts:
                 continue
-            style = {"COMPLETE": "-", "PRUNED": "--"}.get(r.state, ":")
+            style = {"COMPLETE": "-", "PRUNED": "--"}.get(r.state, ":")  # legend handles long enough to tell
             label = f"{r.study}#{r.number}" if len(coll.studies) > 1 else f"#{r.number}"
             ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker=".", ms=4, alpha=0.8,
                     color=None if len(coll.studies) == 1 else colors[r.study], label=label)
@@ -150,7 +150,7 @@ def convergence(coll: Collection, max_runs: int = 60) -> bytes | None:
         ax.set_ylabel(key.replace("heldout/", "held-out "))
         ax.grid(alpha=0.3)
         if len(curves) <= 12 and i == len(panels) - 1:
-            ax.legend(fontsize=7, ncol=2)
+            ax.legend(fontsize=7, ncol=2, handlelength=3.5)
     fig.suptitle("convergence (solid complete, dashed pruned, dotted failed)", fontsize=10)
     return png(fig)
 
@@ -182,4 +182,39 @@ def history(coll: Collection) -> bytes | None:
     ax.set_ylabel(coll.objectives[0])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return png(fig)
+
+
+def seed_bands(coll: Collection) -> bytes | None:
+    """Seed grids: held-out accuracy per round, the mean over seeds with a ±1 std band."""
+    import statistics
+
+    curves = [read_metrics(r.run_dir) for r in coll.rows]
+    curves = [m for m in curves if m]
+    if not curves:
+        return None
+    keys = {k for m in curves for row in m for k in row}
+    pers = names.pers_epochs(keys)
+    panels = [k for k in [names.initial(), names.pers(pers[-1]) if pers else None] if k in keys]
+    if not panels:
+        return None
+    fig = Figure(figsize=(5.2 * len(panels), 3.8))
+    for i, key in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        by_round: dict[float, list[float]] = {}
+        for m in curves:
+            for row in m:
+                if key in row:
+                    by_round.setdefault(row["round"], []).append(row[key])
+        rounds = sorted(by_round)
+        mean = [statistics.fmean(by_round[r]) for r in rounds]
+        std = [statistics.stdev(by_round[r]) if len(by_round[r]) > 1 else 0.0 for r in rounds]
+        ax.plot(rounds, mean, "-o", ms=3, color="tab:blue", label=f"mean of {len(curves)} seeds")
+        ax.fill_between(rounds, [a - b for a, b in zip(mean, std)], [a + b for a, b in zip(mean, std)],
+                        color="tab:blue", alpha=0.25, label="± 1 std")
+        ax.set_xlabel("round")
+        ax.set_ylabel(key.replace("heldout/", "held-out "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, handlelength=3)
+    fig.suptitle("held-out accuracy over seeds (mean ± std)", fontsize=10)
     return png(fig)

@@ -79,15 +79,48 @@ def _table(coll: Collection, out_dir: Path, front_ids: set) -> str:
     return "\n".join(lines)
 
 
+KIND = {"optuna": "Optuna sweep", "grid": "Hydra grid (hyper-parameters)", "seeds": "seed grid (only the seed varies)",
+        "run": "single run"}
+
+
+def _seed_table(coll: Collection) -> str:
+    """Mean ± sample std (n) of each objective over the complete runs."""
+    import statistics
+
+    head = "".join(f"<th>{html.escape(o)}</th>" for o in coll.objectives)
+    cells = []
+    for i in range(len(coll.objectives)):
+        vals = [r.values[i] for r in coll.rows if r.values and r.values[i] is not None]
+        if not vals:
+            cells.append("<td></td>")
+            continue
+        std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        cells.append(f"<td>{_fmt(statistics.fmean(vals))} ± {_fmt(std)} (n={len(vals)})</td>")
+    return f"<table><tr><th>over seeds</th>{head}</tr><tr><td class='text'>mean ± std</td>{''.join(cells)}</tr></table>"
+
+
+def _run_page(coll: Collection, out_dir: Path) -> list[str]:
+    r = coll.rows[0]
+    parts = ["<h2>Summary</h2><table>" + "".join(
+        f"<tr><th>{html.escape(o)}</th><td>{_fmt(v)}</td></tr>" for o, v in zip(coll.objectives, r.values)) + "</table>"]
+    files = [p for p in ("metrics.csv", "summary.json", "config.yaml", "clients_heldout.csv", "clients_train.csv", "pfl.log")
+             if (r.run_dir / p).is_file()]
+    parts.append("<p class='notes'>files: " + " ".join(
+        f'<a href="{html.escape(os.path.relpath(r.run_dir / p, out_dir))}">{p}</a>' for p in files) + "</p>")
+    for png in sorted(Path(r.run_dir).glob("plots/*.png")):
+        parts.append(f"<h3>{html.escape(png.stem.replace('_', ' '))}</h3>" + _img(png.read_bytes(), png.stem))
+    return parts
+
+
 def render(coll: Collection, out_dir: Path) -> str:
     states = Counter(r.state for r in coll.rows)
-    pareto_png, fronts = figures.pareto(coll)
+    pareto_png, fronts = figures.pareto(coll) if coll.kind == "optuna" else (None, {})
     front_ids = {(r.study, r.number) for rows in fronts.values() for r in rows}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>pfl report: {html.escape(coll.title)}</title>",
              f"<style>{CSS}</style></head><body>",
              f"<h1>{html.escape(coll.title)}</h1>",
              "<p class='notes'>" + html.escape(
-                 f"{'Optuna sweep' if coll.kind == 'optuna' else 'Hydra multirun'}; "
+                 f"{KIND.get(coll.kind, coll.kind)}; "
                  f"{len(coll.rows)} {'trials' if coll.kind == 'optuna' else 'runs'}: "
                  + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items()))
                  + "; objectives: " + ", ".join(f"{o} ({d})" for o, d in zip(coll.objectives, coll.directions)))
@@ -98,11 +131,19 @@ def render(coll: Collection, out_dir: Path) -> str:
             desc = "; ".join(f"#{r.number}: " + ", ".join(_fmt(v) for v in r.values[:2]) for r in rows)
             parts.append(f"<p class='notes'>{html.escape(study)}: {html.escape(desc)}</p>")
         parts.append(_img(pareto_png, "Pareto front"))
-    parts.append("<h2>Runs</h2>" if coll.kind == "multirun" else "<h2>Trials</h2>")
+    if coll.kind == "run":
+        parts += _run_page(coll, out_dir)
+        parts.append("</body></html>")
+        return "\n".join(parts)
+    if coll.kind == "seeds":
+        parts.append("<h2>Over seeds</h2>" + _seed_table(coll))
+    parts.append("<h2>Trials</h2>" if coll.kind == "optuna" else "<h2>Runs</h2>")
     parts.append(_table(coll, out_dir, front_ids))
-    for title, data in (("Objective against each parameter", figures.objective_vs_params(coll)),
-                        ("Optimization history", figures.history(coll)),
-                        ("Convergence", figures.convergence(coll))):
+    figs = [("Objective against each parameter", figures.objective_vs_params(coll) if coll.kind != "seeds" else None),
+            ("Optimization history", figures.history(coll)),
+            ("Convergence over seeds", figures.seed_bands(coll) if coll.kind == "seeds" else None),
+            ("Convergence", figures.convergence(coll))]
+    for title, data in figs:
         if data is not None:
             parts.append(f"<h2>{title}</h2>" + _img(data, title))
     parts.append("</body></html>")

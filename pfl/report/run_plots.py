@@ -2,6 +2,7 @@
 
 - accuracy_vs_round.png: held-out (and training-client) initial and personalized
   accuracy at every evaluation, with dotted lines where a stage ends;
+- loss_vs_round.png: the algorithm's training metrics at every logged round;
 - personalization_curve.png: accuracy after k = 0..K local epochs at the end;
 - clients_scatter.png: each held-out client's initial vs personalized accuracy
   (points above the diagonal gained from personalization).
@@ -50,27 +51,50 @@ def _num(v) -> float:
 
 
 def plot_accuracy_vs_round(rows: list[dict], summary: dict, path: Path) -> Path | None:
+    from pfl.engine import names
+
+    rows = [r for r in rows if not math.isnan(_num(r.get(names.initial())))]  # the evaluation rounds
     if not rows:
         return None
-    fig, ax = _figure()
+    fig, ax = _figure(6.4, 4.2)
     rounds = [_num(r["round"]) for r in rows]
     ks = list(summary.get("personalized_accuracy", {}))
-    for pop, style in (("heldout", "-"), ("train", "--")):
+    # one color per k; held-out solid with filled circles, training clients dashed with open squares
+    for pop, style, marker, fill in (("heldout", "-", "o", None), ("train", "--", "s", "none")):
         label = "held-out" if pop == "heldout" else "training clients"
-        series = [("initial", f"{pop}/initial_accuracy")] + [(f"pers. {k} ep.", f"{pop}/personalized_accuracy_{k}") for k in ks]
-        for color, (name, key) in enumerate(series):  # one color per k, line style per population
+        series = [("initial", names.initial(pop))] + [(f"pers. {k} ep.", names.pers(k, pop)) for k in ks]
+        for color, (name, key) in enumerate(series):
             ys = [_num(r.get(key)) for r in rows]
             if any(not math.isnan(y) for y in ys):
-                ax.plot(rounds, ys, style, color=f"C{color}", marker="o", markersize=3, label=f"{label}: {name}")
+                ax.plot(rounds, ys, style, color=f"C{color}", marker=marker, markersize=4, markerfacecolor=fill,
+                        linewidth=1.6, label=f"{label}: {name}")
     end = 0
     for st in summary.get("stages", [])[:-1]:
         end += st["rounds"]
         ax.axvline(end, color="grey", linestyle=":", linewidth=1)
-    ax.set_xlabel("round (centralized: epoch)")
+    ax.set_xlabel(summary.get("round_unit", "round"))
     ax.set_ylabel("accuracy (mean over clients)")
     ax.set_title(f"{summary.get('algorithm', '')} on {summary.get('dataset', '')}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, handlelength=4, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return _save(fig, path)
+
+
+def plot_loss_vs_round(rows: list[dict], summary: dict, path: Path) -> Path | None:
+    """Every training metric of the algorithm (train/loss, AFML's train/l_enc, ...) against rounds."""
+    keys = [k for k in (rows[0] if rows else {}) if k.startswith("train/")]
+    if not keys:
+        return None
+    fig, ax = _figure(6.4, 3.6)
+    for key in keys:
+        pts = [(_num(r["round"]), _num(r.get(key))) for r in rows]
+        pts = [p for p in pts if not math.isnan(p[1])]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1.2, label=key)
+    ax.set_xlabel(summary.get("round_unit", "round"))
+    ax.set_ylabel("training metric (cohort mean)")
+    ax.set_title(f"training: {summary.get('algorithm', '')} on {summary.get('dataset', '')}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, handlelength=3)
     return _save(fig, path)
 
 
@@ -120,8 +144,10 @@ def write_run_plots(run_dir: str | Path) -> list[Path]:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
+    rows = _read_csv(run_dir / "metrics.csv")
     made = [
-        plot_accuracy_vs_round(_read_csv(run_dir / "metrics.csv"), summary, out / "accuracy_vs_round.png"),
+        plot_accuracy_vs_round(rows, summary, out / "accuracy_vs_round.png"),
+        plot_loss_vs_round(rows, summary, out / "loss_vs_round.png"),
         plot_personalization_curve(summary, out / "personalization_curve.png"),
         plot_client_scatter(_read_csv(run_dir / "clients_heldout.csv"), summary, out / "clients_scatter.png"),
     ]

@@ -19,7 +19,11 @@ def register() -> None:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
+    from pfl.sweep.settings import SweepSettings
+
     cs = ConfigStore.instance()
     for name in names():
-        cs.store(group="sweep", name=name, node=OmegaConf.load(SWEEPS_DIR / f"{name}.yaml"),
-                 package="_global_", provider="pfl")
+        node = OmegaConf.load(SWEEPS_DIR / f"{name}.yaml")
+        if "sweep" in node:  # typed, with every setting's default: `sweep.n_jobs=8` works, `sweep.n_trails=3` fails
+            node.sweep = OmegaConf.merge(OmegaConf.structured(SweepSettings), node.sweep)
+        cs.store(group="sweep", name=name, node=node, package="_global_", provider="pfl")

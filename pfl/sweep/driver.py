@@ -23,7 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pfl.config_errors import ConfigError
 from pfl.engine.faults import Stopped
@@ -61,12 +61,59 @@ def search_space(settings: SweepSettings, arguments: list[str], hydra_params: di
     return space, fixed
 
 
+ALIASES = {"study_name": "name", "direction": "directions"}  # hydra-optuna-sweeper's key -> the `sweep` key
+
+
+def merged_settings(cfg, sweeper_settings: dict | None) -> SweepSettings:
+    """The `sweep` node, with every hydra.sweeper key that is set winning over it (hydra-optuna-sweeper's
+    names: study_name, direction, sampler, storage, n_trials, n_jobs; pfl's extras: objectives, grid, pruner,
+    report). Without a `sweep` node (a YAML written for hydra-optuna-sweeper) the study is named `sweep`
+    and maximizes held-out accuracy after the most personalization epochs (heldout/pers_acc_<max k>)."""
+    from pfl.engine import names
+
+    node = cfg.get("sweep")
+    data = OmegaConf.to_container(node, resolve=True) if node is not None else {}
+    for key, value in (sweeper_settings or {}).items():
+        if key == "custom_search_space":
+            continue
+        if isinstance(value, (DictConfig, ListConfig)):
+            value = OmegaConf.to_container(value, resolve=True)
+        if key == "sampler":
+            value = dict(value or {})
+            if "_target_" not in value and all(v is None for v in value.values()):
+                continue  # the default option: sweep.sampler, else TPE seeded by `seed`
+            value = {"_target_": "optuna.samplers.TPESampler", **value}  # hydra-optuna-sweeper's default
+        if value is not None:
+            data[ALIASES.get(key, key)] = value
+    data.setdefault("name", "sweep")
+    if not data.get("objectives"):
+        data["objectives"] = [names.pers(max(cfg.personalization.epochs))]
+    return SweepSettings.from_cfg(data)
+
+
+def job_overrides(settings: SweepSettings) -> list[str]:
+    """What a trial's job needs to know of the sweep (objectives, pruning), as overrides."""
+    node = {"name": settings.name, "objectives": settings.objectives, "directions": settings.directions}
+    if settings.pruner:
+        node.update(pruner=settings.pruner, report=settings.report)
+    return [f"++sweep={_value(node)}"]  # one override: it also creates the node where the config has none
+
+
+def _value(v) -> str:
+    """A value in Hydra's override syntax (lists and dicts too)."""
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_value(x) for x in v) + "]"
+    return sp.format_value(v)
+
+
 def run_sweep(sweeper, arguments: list[str]) -> list[dict]:
     import hydra.utils
     import optuna
 
     cfg = sweeper.config
-    settings = SweepSettings.from_cfg(cfg.get("sweep"))
+    settings = merged_settings(cfg, getattr(sweeper, "settings", None))
     space, fixed = search_space(settings, arguments, getattr(sweeper, "params", None))
     grid_keys = {sp.param_name(k) for k in settings.grid}
     clash = grid_keys & {sp.param_name(k) for k in space}
@@ -93,13 +140,20 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict]:
         pruner = hydra.utils.instantiate(settings.pruner) if settings.pruner else optuna.pruners.NopPruner()
         study = open_study(study_name, storage, settings.directions, make_sampler(settings, cfg.get("seed", 0)), pruner)
         study.set_user_attr("objectives", settings.objectives)
+        if len(set(settings.objectives)) == len(settings.objectives):
+            import warnings
+
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(settings.objectives))  # optuna-dashboard shows them, not "Objective 0"
         study.set_user_attr("grid_point", point)
         fail_stale(study, storage, settings.stale_after_s)
         subdir = (point_label(point) + "/") if point else ""
         point_overrides = [f"{k}={sp.format_value(v)}" for k, v in point.items()]
         log.info("study %s: %d trials in %s; space %s", study_name, settings.n_trials, url,
                  ", ".join(f"{k}: {v}" for k, v in space.items()))
-        outcomes += _run_study(sweeper, study, storage, settings, space, fixed + point_overrides, url, subdir)
+        outcomes += _run_study(sweeper, study, storage, settings, space,
+                               fixed + point_overrides + job_overrides(settings), url, subdir)
         _log_best(study)
     return outcomes
 
@@ -135,8 +189,13 @@ def _run_study(sweeper, study, storage, settings, space, fixed, url, subdir) -> 
         if not batch:
             break
         jobs = []
+        custom = _custom_search_space(getattr(sweeper, "settings", {}) or {})
         for t in batch:
             params = sp.suggest(t, space)
+            if custom is not None:  # hydra-optuna-sweeper's define-by-run hook: fn(cfg, trial) suggests more
+                known = set(t.params)
+                custom(sweeper.config, t)
+                params += [f"{k}={sp.format_value(v)}" for k, v in t.params.items() if k not in known]
             jobs.append(fixed + params + [
                 f"++sweep.study={quote(study.study_name)}", f"++sweep.storage={quote(url)}",
                 f"++sweep.trial={t.number}", f"hydra.sweep.subdir={quote(f'{subdir}trial_{t.number}')}",
@@ -162,6 +221,15 @@ def _run_study(sweeper, study, storage, settings, space, fixed, url, subdir) -> 
     if fatal:
         raise ConfigError("sweep.objectives", settings.objectives, f"metrics every run produces ({fatal})")
     return outcomes
+
+
+def _custom_search_space(settings: dict):
+    path = settings.get("custom_search_space")
+    if not path:
+        return None
+    from hydra.utils import get_method
+
+    return get_method(str(path))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -4,7 +4,7 @@ The trial's job finds its Optuna trial from `sweep.storage`, `sweep.study` and
 `sweep.trial` (set by the sweeper), so this works in the sweeper's process,
 in joblib workers and on other machines alike. After every evaluation the
 callback reports `sweep.report` (a key of the evaluation row, e.g.
-heldout/personalized_accuracy_5) at step = round, asks the study's pruner,
+heldout/pers_acc_5) at step = round, asks the study's pruner,
 and raises optuna.TrialPruned, which leaves trainer.fit and the job; the
 sweeper records the trial as PRUNED (the W&B run is tagged `pruned`).
 """

@@ -21,15 +21,15 @@ DIRECTIONS = ("maximize", "minimize")
 @dataclass
 class SweepSettings:
     name: str  # study name (and W&B group)
-    objectives: list[str]  # dotted paths into summary.json, e.g. personalized_accuracy.5
-    directions: list[str] = field(default_factory=lambda: ["maximize"])
+    objectives: list[str]  # metric names (heldout/pers_acc_5) or dotted paths into summary.json (rounds_to_target.initial)
+    directions: Any = field(default_factory=lambda: ["maximize"])  # a list, or one string: maximize | minimize
     n_trials: int = 20  # finished (complete, pruned or failed) trials per study, over all workers
     n_jobs: int = 1  # trials launched together (run in parallel by a parallel launcher)
     params: dict[str, Any] = field(default_factory=dict)  # key -> Hydra sweep syntax, e.g. "interval(0.001, 0.1)"
     grid: dict[str, list] = field(default_factory=dict)  # key -> values: one study per combination
     sampler: Optional[dict] = None  # {_target_: optuna.samplers.TPESampler, seed: 0}; null: TPE seeded by `seed`
     pruner: Optional[dict] = None  # {_target_: optuna.pruners.MedianPruner, ...}; null: no pruning
-    report: Optional[str] = None  # evaluation metric reported for pruning, e.g. heldout/personalized_accuracy_5
+    report: Optional[str] = None  # evaluation metric reported for pruning, e.g. heldout/pers_acc_5
     storage: Optional[str] = None  # RDB URL; null: sqlite file optuna.db in the sweep directory
     heartbeat_s: float = 30.0  # a worker stamps its running trials this often
     stale_after_s: float = 600.0  # a running trial without a stamp for this long is failed and retried
@@ -38,6 +38,12 @@ class SweepSettings:
     trial: Optional[int] = None
 
     def __post_init__(self):
+        if isinstance(self.objectives, str):
+            self.objectives = [self.objectives]
+        if isinstance(self.directions, str):  # sweep.directions=maximize, hydra.sweeper.direction=maximize
+            self.directions = [self.directions] * (len(self.objectives) if isinstance(self.objectives, list) else 1)
+        if isinstance(self.directions, (list, tuple)):
+            self.directions = [str(d).lower().rsplit(".", 1)[-1] for d in self.directions]  # Direction.maximize
         check(isinstance(self.name, str) and self.name != "", "sweep.name", self.name, "a non-empty study name")
         check(isinstance(self.objectives, list) and len(self.objectives) >= 1 and
               all(isinstance(o, str) for o in self.objectives), "sweep.objectives", self.objectives,
@@ -58,7 +64,7 @@ class SweepSettings:
             check(len(self.objectives) == 1, "sweep.pruner", self.pruner["_target_"],
                   "null for a multi-objective study (Optuna prunes single-objective studies only)")
             check(isinstance(self.report, str), "sweep.report", self.report,
-                  "the evaluation metric to report for pruning, e.g. heldout/personalized_accuracy_5")
+                  "the evaluation metric to report for pruning, e.g. heldout/pers_acc_5")
         check(is_number(self.heartbeat_s) and self.heartbeat_s > 0, "sweep.heartbeat_s", self.heartbeat_s, "a number > 0")
         check(is_number(self.stale_after_s) and self.stale_after_s > self.heartbeat_s, "sweep.stale_after_s",
               self.stale_after_s, f"a number > sweep.heartbeat_s ({self.heartbeat_s})")

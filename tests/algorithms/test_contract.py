@@ -160,7 +160,7 @@ def test_bytes_accounting(algorithm, runs):
         per_round = [int(row[f"bytes/{way}"]) for row in rows]
         assert per_round == [r.cfg.clients_per_round * per_client[way]] * rounds, way
         assert s["bytes"][f"{way}_total"] == sum(per_round), way
-        assert [int(row[f"bytes/total_{way}"]) for row in rows] == [sum(per_round[:i + 1]) for i in range(rounds)]
+        assert [int(row[f"bytes/{way}_total"]) for row in rows] == [sum(per_round[:i + 1]) for i in range(rounds)]
         assert s["bytes"][f"{way}_per_round"] == pytest.approx(sum(per_round) / rounds), way
 
 

@@ -19,8 +19,13 @@ def test_cli_smoke_writes_outputs(tmp_path):
     assert isinstance(summary["initial_accuracy"], float)
     assert set(summary["personalized_accuracy"]) == {"1", "2"}
     assert summary["rounds"] == 4
-    lines = (run / "metrics.csv").read_text().splitlines()
-    assert len(lines) == 3  # header + evaluations at rounds 2 and 4
+    import csv
+
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["round"]) for r in rows] == [1, 2, 3, 4]  # one row per round, step = round
+    assert all(float(r["train/loss"]) > 0 for r in rows)
+    assert [r["heldout/initial_acc"] != "" for r in rows] == [False, True, False, True]  # evaluations at 2 and 4
+    assert summary["final"]["heldout/pers_acc_2"] == summary["personalized_accuracy"]["2"]
     assert (run / "config.yaml").exists() and (run / "checkpoints" / "last.ckpt").exists()
     assert (run / "clients_heldout.csv").read_text().count("\n") == 1 + 8  # 8 held-out clients
     assert "initial" in proc.stdout and "held-out" in proc.stdout  # the printed table

@@ -45,7 +45,7 @@ def test_every_experiment_and_logger_composes():
     for option in GROUPS.get("experiment", []):  # presets may switch data sets: compose without tiny sizes
         assert compose_cfg([f"experiment={option}"], tiny=False) is not None
     for option in GROUPS["logger"]:
-        assert "_target_" in compose_cfg([f"logger={option}"]).logger
+        assert "_target_" in compose_cfg([f"logger={option}"]).logger[option]
 
 
 def test_dataset_default_model_follows_dataset():

@@ -130,7 +130,7 @@ def test_the_checker_catches_dead_references():
         "`+sweep=nope` `conf/experiment/*.nope`\n"
         "Fine: `conf/algorithm/fedavg.yaml` [readme](README.md) `python -m pfl` `outputs/<run>/summary.json` "
         "`../shared/data` `~/.cache/pfl` `algorithm=fedavg,reptile` `conf/algorithm/mine.yaml` (new) "
-        "`algorithm=mine` `metrics.csv` `conf/experiment/*.yaml` `heldout/personalized_accuracy_5`\n"
+        "`algorithm=mine` `metrics.csv` `conf/experiment/*.yaml` `heldout/pers_acc_5`\n"
         "$ python -m pfl dataset=nope\nerror: dataset=nope is not an option; choose one of: ...\n"
     )
     assert dead_references(REPO / "README.md", text) == [

@@ -23,7 +23,7 @@ def test_report_of_a_multi_objective_sweep(tmp_path):
     for i, ((e, lr), values) in enumerate(TRIALS):
         run = tmp_path / f"trial_{i}"
         run.mkdir()
-        (run / "metrics.csv").write_text("round,heldout/initial_accuracy,heldout/personalized_accuracy_5\n"
+        (run / "metrics.csv").write_text("round,heldout/initial_acc,heldout/pers_acc_5\n"
                                          f"5,0.1,0.2\n10,{values[0]},{values[1]}\n")
         study.add_trial(create_trial(params={"E": e, "lr": lr}, distributions=dists, values=list(values),
                                      user_attrs={"run_dir": str(run)}))

@@ -28,8 +28,8 @@ from tests.helpers import TINY_FAST, tiny
 
 TINY = tiny(TINY_FAST)
 # the shipped FedAvg sweep, with objectives that the tiny runs produce and a pruner that acts at once
-SWEEP = ["+sweep=fedavg_e_lr", "sweep.objectives=[personalized_accuracy.2]",
-         "sweep.report=heldout/personalized_accuracy_2", "sweep.pruner.n_startup_trials=1",
+SWEEP = ["+sweep=fedavg_e_lr", "sweep.objectives=[heldout/pers_acc_2]",
+         "sweep.report=heldout/pers_acc_2", "sweep.pruner.n_startup_trials=1",
          "sweep.pruner.n_warmup_steps=0"]
 
 

@@ -29,9 +29,10 @@ def _groups() -> dict[str, list[str]]:
     return out
 
 
-def explain(exc: BaseException) -> str:
-    """One line for a composition or validation error."""
-    from pfl.config_errors import ConfigError
+def explain(exc: BaseException, keys_of=None) -> str:
+    """One line for a composition or validation error. `keys_of(parent)`: the valid keys under
+    `parent` ("" for the top level), for a "did you mean" suggestion on an unknown key."""
+    from pfl.config_errors import ConfigError, UnknownSetting
 
     if isinstance(exc, ConfigError):
         return f"error: {exc}"
@@ -48,10 +49,9 @@ def explain(exc: BaseException) -> str:
     m = re.search(r"Could not override '([^']+)'", msg)
     if m or "not in struct" in msg:
         key = m.group(1) if m else re.search(r"Key '([^']+)'", msg).group(1)
-        parent = key.rsplit(".", 1)[0] if "." in key else None
-        hint = f"keys of {parent} are listed by `python -m pfl --cfg job -p {parent}`" if parent else \
-            "top-level keys are listed by `python -m pfl --cfg job`"
-        return f"error: unknown setting '{key}' ({hint}; use +{key}=... to add a new key)"
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        candidates = (keys_of(parent) if keys_of else None) or []
+        return f"error: {UnknownSetting(key, None, candidates, listing(parent))}"
     m = re.search(r"Value '([^']*)'.*could not be converted to (\w+)", msg)
     if m:
         key = re.search(r"full_key: (\S+)", msg)
@@ -69,6 +69,31 @@ def explain(exc: BaseException) -> str:
         return f"error: {key.group(1) if key else '?'} must be a list, e.g. [a,b]"
     first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(exc).__name__)
     return f"error: {first}"
+
+
+def listing(parent: str) -> str:
+    """Where the valid keys under `parent` are listed."""
+    if parent:
+        return f"the keys of {parent} are listed by `python -m pfl --cfg job -p {parent}`"
+    return "the top-level keys are listed by `python -m pfl --cfg job`"
+
+
+def _keys_of(compose, overrides: list[str]):
+    """keys_of(parent) for `explain`: the keys of that node in the config composed with the
+    group choices of `overrides` only (the node the user meant, without the bad key)."""
+    def keys_of(parent: str) -> list[str]:
+        from omegaconf import DictConfig
+
+        groups = _groups()
+        try:
+            node = compose("config", overrides=[o for o in overrides if o.partition("=")[0].lstrip("+~") in groups])
+            for part in filter(None, parent.split(".")):
+                node = node[int(part)] if part.isdigit() else node[part]
+        except Exception:  # noqa: BLE001 - no suggestion then
+            return []
+        return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+
+    return keys_of
 
 
 MAX_PRECHECK_JOBS = 32
@@ -128,9 +153,36 @@ def precheck(args: list[str]) -> str | None:
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
                     which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
                     where = f" (in the sweep's job with {' '.join(which)})" if len(jobs) > 1 and which else ""
-                    return explain(exc) + where
+                    return explain(exc, _keys_of(compose, overrides)) + where
     finally:
         GlobalHydra.instance().clear()
+    return None
+
+
+def output_dir_problem(args: list[str]) -> str | None:
+    """An error line if the run's (or sweep's) output folder cannot be written, before Hydra tries."""
+    import tempfile
+
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    given = next((a.partition("=")[2] for a in args if a.lstrip("+~").partition("=")[0] == key), None)
+    if given is None:
+        given = "multirun" if multirun else "outputs"  # the static start of the default (conf/config.yaml)
+    given = given.strip("'\"")
+    path = Path(given.split("${")[0] or ".").expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{path} is a file")
+        with tempfile.TemporaryFile(dir=existing, prefix=".pfl-write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return f"error: {key}={given} cannot be written ({reason}: {existing}); choose a writable folder, e.g. {key}=/tmp/run"
     return None
 
 
@@ -147,17 +199,41 @@ def version() -> str:
 
 
 def main() -> None:
+    from pfl.engine.faults import Stopped
+
     args = sys.argv[1:]
     if args == ["--version"] or args == ["-V"]:
         import hydra
 
         print(f"pfl {version()} (distribution pfl-meta; Hydra {hydra.__version__})")
         return
-    problem = precheck(args)
-    if problem:
-        print(problem, file=sys.stderr)
-        sys.exit(2)
-    _hydra_main()
+    try:
+        problem = precheck(args)
+        if problem is None and _plain_overrides(args) is not None:
+            problem = output_dir_problem(args)
+        if problem:
+            print(problem, file=sys.stderr)
+            sys.exit(2)
+        _hydra_main()
+    except Stopped as exc:  # SIGTERM / SIGINT while training (pfl.engine.faults)
+        print(stopped_line(exc, args), file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
+        print("stopped (Ctrl-C) before training started", file=sys.stderr)
+        sys.exit(130)
+
+
+def stopped_line(exc, args: list[str]) -> str:
+    """`stopped at round R; resume with: python -m pfl ... resume=true hydra.run.dir=DIR`."""
+    import shlex
+
+    run_dir = getattr(exc, "run_dir", None)
+    keep = [a for a in args if a.lstrip("+~").partition("=")[0] not in ("resume", "hydra.run.dir")]
+    where = f"stopped at round {exc.round}" if exc.round is not None else "stopped before the first checkpoint"
+    if run_dir is None or any(a in ("-m", "--multirun") for a in args):
+        return f"{where} ({exc}); run the same command again to continue"
+    cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "pfl", *keep, "resume=true", f"hydra.run.dir={run_dir}"])
+    return f"{where} ({exc}); resume with: {cmd}"
 
 
 def _hydra_main() -> None:
@@ -171,6 +247,7 @@ def _hydra_main() -> None:
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def app(cfg: DictConfig):
         from pfl.config_errors import ConfigError
+        from pfl.engine.faults import RunFailure
         from pfl.engine.summary import format_table
         from pfl.run import train
 
@@ -187,6 +264,11 @@ def _hydra_main() -> None:
                 raise  # one failed job of a sweep; the sweeper records it and goes on
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except RunFailure as exc:  # the run diverged, the disk filled up: one line, its exit status
+            if _multirun():
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(exc.exit_code)
         from pytorch_lightning.utilities import rank_zero_only
 
         if rank_zero_only.rank == 0:  # one process of a distributed run reports

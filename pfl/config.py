@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,11 +27,11 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from pfl.config_errors import ConfigError, check, is_int, is_number
+from pfl.config_errors import ConfigError, UnknownSetting, check, is_int, is_number
 from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import BACKENDS  # defined once, beside the backends
 from pfl.resources import CONF_DIR, SWEEPS_DIR
-from pfl.settings import check_values, integer, locate, number, one_of, schema, setting, validate_node
+from pfl.settings import check_values, integer, locate, number, one_of, optional, schema, setting, validate_node
 from pfl.sweep.settings import SweepSettings
 
 
@@ -41,8 +42,8 @@ def _device_ok(v) -> bool:
 @dataclass
 class EngineConfig:
     backend: str = setting("auto", one_of(*BACKENDS))
-    chunk_size: Optional[int] = None  # clients per vmap call during training (null: the whole cohort)
-    eval_chunk_size: Optional[int] = 64  # clients per vmap call during evaluation
+    chunk_size: Optional[int] = setting(None, optional(integer(ge=1)))  # clients per vmap call in training (null: the whole cohort)
+    eval_chunk_size: Optional[int] = setting(64, optional(integer(ge=1)))  # clients per vmap call during evaluation
 
 
 @dataclass
@@ -51,7 +52,7 @@ class TrainerConfig:
     `+trainer.NAME=VALUE` (e.g. +trainer.profiler=simple); a name pl.Trainer does not have, or one that
     pfl sets itself (TRAINER_OWNED), stops the run at start-up."""
     devices: Any = 1  # processes per node (Lightning's name); > 1: each rank trains its share of the cohort
-    num_nodes: int = 1
+    num_nodes: int = setting(1, integer(ge=1))
     strategy: Any = "auto"  # auto/ddp: pfl.engine.distributed.RoundDDPStrategy when several processes run
     precision: Optional[Any] = None  # null: Lightning's default (32-true); e.g. bf16-mixed, 16-mixed, 64-true
     enable_progress_bar: Optional[bool] = None  # null: only on a terminal and without TQDM_DISABLE=1
@@ -109,7 +110,8 @@ class Config:
     zeta: float = setting(1.0, number(ge=0, le=1))
     eval_every: int = setting(25, integer(ge=1))
     checkpoint_every: int = setting(10, integer(ge=0, note="0: only at the end"))
-    resume: bool = False
+    resume: Any = setting(False, check=lambda v: v in (True, False, "auto"),
+                          allowed="true (continue the run in hydra.run.dir), false or auto (continue if there is a checkpoint, else start)")
     init_from: Optional[str] = setting(None, check=lambda v: v is None or Path(v).exists(),
                                        allowed="null or an existing run directory / checkpoint file to start from")
     device: str = setting("auto", check=_device_ok, allowed="auto, cpu, cuda, cuda:N or mps")
@@ -236,9 +238,20 @@ def _plain(node) -> Any:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Range checks on the composed config (types were checked by the schemas)."""
+    """Range checks on the composed config (types were checked by the schemas), and no key the schema
+    lacks: `+algoritm=reptile` adds a key that nothing reads, so it is refused, with the nearest key."""
+    known = [f.name for f in dataclasses.fields(Config)]
+    for path, node, names in (("", cfg, known + ["hydra"]),
+                              ("personalization.", cfg.personalization, [f.name for f in dataclasses.fields(PersonalizationSettings)]),
+                              ("engine.", cfg.engine, [f.name for f in dataclasses.fields(EngineConfig)]),
+                              ("trainer.", cfg.get("trainer") or {}, [f.name for f in dataclasses.fields(TrainerConfig)])):
+        for k in node:
+            if k not in names:
+                raise UnknownSetting(path + str(k), _plain(node[k]), names,
+                                     f"the keys of {path[:-1]} are listed by `python -m pfl --cfg job -p {path[:-1]}`"
+                                     if path else "the top-level keys are listed by `python -m pfl --cfg job`")
     top = {k: _plain(cfg.get(k)) for k in ("seed", "rounds", "clients_per_round", "zeta", "eval_every",
-                                            "checkpoint_every", "init_from", "device")}
+                                            "checkpoint_every", "resume", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     if cfg.get("sweep") is not None:

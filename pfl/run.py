@@ -22,7 +22,8 @@ from pfl.algorithms.local import LocalTrainer
 from pfl.config import build, stage_names, trainer_settings, validate, validate_population
 from pfl.config_errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
-from pfl.engine.checkpoint import RoundCheckpoint
+from pfl.engine.checkpoint import CheckpointError, RoundCheckpoint, config_changes, read_checkpoint
+from pfl.engine.faults import Diverged, Stopped, StopOnSignal
 from pfl.engine.distributed import make_strategy
 from pfl.engine.files import write_json
 from pfl.engine.loggers import make_loggers
@@ -61,9 +62,7 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
             for i, s in enumerate(cfg.stages)]
 
 
-def _checkpoint_round(path: Path) -> int:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    return int(ckpt["state_dict"]["round"])
+DIVERGED_HINT = "try a smaller client_opt.lr"
 
 
 def load_global_params(path: str | Path) -> dict[str, torch.Tensor]:
@@ -73,7 +72,7 @@ def load_global_params(path: str | Path) -> dict[str, torch.Tensor]:
         path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise ConfigError("init_from", str(path), "a checkpoint file or a run directory with checkpoints/last.ckpt")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path, "init_from")
     names = ckpt.get("pfl", {}).get("param_names", {})
     prefix = "global_params."
     return {names.get(k[len(prefix):], k[len(prefix):]): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
@@ -84,14 +83,14 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     validate(cfg)
     run_dir = Path(run_dir or _hydra_run_dir())
     run_dir.mkdir(parents=True, exist_ok=True)
-    if rank_zero_only.rank == 0:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
 
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     data = flag_permuted_clients(build(cfg.dataset, path="dataset"))  # ζ-permuted clients augment, where the data set can
     validate_population(cfg, len(data.train), len(data.heldout))
     model = build(cfg.model, path="model", num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
     task = Task(model, data.input_transform, data.ignore_index, data.augment)
+    check_model_fits(cfg, task, data)
     local = LocalTrainer(task, build(cfg.client_opt, path="client_opt"))
     p_opt = cfg.personalization.client_opt
     personal = LocalTrainer(task, build(p_opt, path="personalization.client_opt")) if p_opt is not None else local
@@ -115,17 +114,26 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
                 v.copy_(loaded[module._names[k]])
         log.info("initialized the global model from %s", cfg.init_from)
 
-    ckpt_cb = RoundCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every)
+    ckpt_cb = RoundCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every, resolved)
     ckpt_path, resume_round = None, None
-    if cfg.resume:
-        if ckpt_cb.last.is_file():
-            ckpt_path = str(ckpt_cb.last)
-            resume_round = _checkpoint_round(ckpt_cb.last)
-            log.info("resuming from %s (round %d)", ckpt_path, resume_round)
-        else:
-            log.warning("resume=true but %s does not exist: starting from round 0", ckpt_cb.last)
+    if cfg.resume is True and not ckpt_cb.last.is_file():
+        raise CheckpointError("resume", run_dir, f"resume=true: nothing to resume in {run_dir} (no checkpoints/last.ckpt); "
+                              "give the run's hydra.run.dir, or resume=auto to start when there is no checkpoint")
+    if cfg.resume and ckpt_cb.last.is_file():
+        ckpt_path = str(ckpt_cb.last)
+        ckpt = read_checkpoint(ckpt_cb.last, "resume", "; delete it (or use another hydra.run.dir) to start over")
+        changed = config_changes(ckpt["pfl_config"], resolved) if "pfl_config" in ckpt else []
+        if changed:
+            raise CheckpointError("resume", run_dir, f"resume: the configuration differs from the checkpoint's in "
+                                  f"{'; '.join(changed)} (only rounds and logging may change on resume; "
+                                  "use another hydra.run.dir for a new run)")
+        resume_round = ckpt_cb.saved_round = int(ckpt["state_dict"]["round"])
+        log.info("resuming from %s (round %d)", ckpt_path, resume_round)
+    elif cfg.resume:
+        log.info("resume=auto: no checkpoint in %s, starting from round 0", run_dir)
     loggers = make_loggers(cfg, run_dir, resume_round)
     accelerator, devices, num_nodes, strategy = _distribution(cfg, device)
+    stopper = StopOnSignal(ckpt_cb)  # SIGTERM / SIGINT: stop at the next round or evaluation chunk
     settings = {"enable_model_summary": False, "log_every_n_steps": 1, **trainer_settings(cfg)}  # trainer.*
     bar = progress_bar_enabled(settings.pop("enable_progress_bar", None))
     trainer = pl.Trainer(
@@ -136,17 +144,38 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         max_steps=module.total_rounds,
         max_epochs=-1,
         logger=loggers,
-        callbacks=[ckpt_cb, *([RoundProgressBar(module.total_rounds, resume_round or 0)] if bar else []), *_extra_callbacks(cfg)],
+        callbacks=[ckpt_cb, stopper, *([RoundProgressBar(module.total_rounds, resume_round or 0)] if bar else []),
+                   *_extra_callbacks(cfg)],
         enable_progress_bar=bar,
         enable_checkpointing=False,
         num_sanity_val_steps=0,
         default_root_dir=str(run_dir),
         **settings,
     )
+    if rank_zero_only.rank == 0:  # after the checks above: a refused resume leaves the run's files as they were
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     log.info("dataset %s: %d training / %d held-out clients; backend %s on %s",
              data.name, len(data.train), len(data.heldout), backend.kind, device)
-    trainer.fit(module, ckpt_path=ckpt_path)
-    summary = summarize(cfg, module, backend.kind, device, time.perf_counter() - t0)
+    if trainer.world_size == 1:  # inside an evaluation; with several ranks they agree between rounds only
+        module.interrupt_check = stopper.check
+    try:
+        with stopper:
+            trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
+    except Diverged as exc:
+        exc.checkpoint = ckpt_cb.last if ckpt_cb.saved_round is not None else ""
+        exc.checkpoint_round, exc.hint = ckpt_cb.saved_round, DIVERGED_HINT
+        if trainer.is_global_zero:
+            summary = summarize(cfg, module, backend.kind, device, time.perf_counter() - t0)
+            write_json(run_dir / "summary.json", {
+                "status": "diverged", "rounds_completed": exc.round - 1, "reason": str(exc),
+                "last_checkpoint": str(exc.checkpoint) or None, "last_checkpoint_round": exc.checkpoint_round,
+                **summary})
+        raise
+    except Stopped as exc:
+        exc.round = ckpt_cb.saved_round if exc.round is None else exc.round
+        exc.run_dir = run_dir
+        raise
+    summary = {"status": "completed", **summarize(cfg, module, backend.kind, device, time.perf_counter() - t0)}
     if not trainer.is_global_zero:  # rank 0 writes the run's files
         return summary
     write_json(run_dir / "summary.json", summary)
@@ -162,6 +191,28 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)
     return summary
+
+
+def check_model_fits(cfg: DictConfig, task: Task, data) -> None:
+    """One forward and loss on two training examples: a model that cannot read the data set's
+    inputs (or predict its labels) fails here with one line naming both, not in the first round."""
+    split = data.train.train
+    x, y = split.x[:2], split.y[:2]
+    try:
+        with torch.no_grad():
+            task.loss(task.init_params(), x, y, torch.ones(len(x), dtype=torch.bool))
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        model = _choice("model") or cfg.model._target_
+        raise ConfigError("model", model, f"a model for the inputs of dataset {cfg.dataset.name} (examples of shape "
+                          f"{list(x.shape[1:])}, labels of shape {list(y.shape[1:])}, {data.num_classes} classes); "
+                          f"model {cfg.model._target_} cannot read them: {first}") from None
+
+
+def _choice(group: str) -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
 
 
 def _distribution(cfg: DictConfig, device: torch.device):

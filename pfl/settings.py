@@ -24,7 +24,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from pfl.config_errors import ConfigError, is_int, is_number
+from pfl.config_errors import ConfigError, UnknownSetting, is_int, is_number
 
 EMPTY = inspect.Parameter.empty
 REQUIRED = "???"  # OmegaConf's MISSING: the YAML must set it
@@ -195,7 +195,7 @@ def validate_node(node: dict, path: str, drop=("name",)) -> None:
         for k in values:
             if k not in params:
                 names = ", ".join(p for p in params) or "none"
-                raise ConfigError(f"{path}.{k}", values[k], f"a setting of {target} ({names})")
+                raise UnknownSetting(f"{path}.{k}", values[k], list(params), f"the settings of {target}: {names}")
     check_values(obj, values, f"{path}.")
 
 

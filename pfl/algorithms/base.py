@@ -124,7 +124,7 @@ class Algorithm(Settings):
         return server_state
 
     def server_metrics(self, params: Params, server_state: dict) -> dict[str, Tensor]:
-        """Scalars of the server's side to log each round, as `<algorithm>/<name>` (after the update)."""
+        """Scalars of the server's side to log each round, as `server/<name>` (after the update)."""
         return {}
 
     def bytes_exchanged(self, sent: Params, updates: ClientUpdate) -> tuple[int, int]:

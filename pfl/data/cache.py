@@ -68,6 +68,21 @@ def _check_files(source: Source, paths: dict[str, Path]) -> None:
             verify(paths[name], Remote(name, str(paths[name]), md5=md5))
 
 
+def _decode_or_explain(source: Source, decode, paths: dict[str, Path]) -> dict[str, np.ndarray]:
+    """decode(paths); a file that is garbage, empty, truncated or of another layout is one DataError
+    naming the files, not a traceback from deep inside h5py or numpy."""
+    try:
+        return decode(paths)
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the reader raised, the files are not what they should be
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+        names = ", ".join(str(p) for p in paths.values())
+        raise DataError(f"{names}: not readable as {source.dataset} data ({type(exc).__name__}"
+                        f"{': ' + first if first else ''}); replace them with good copies of the original files "
+                        "(or remove them to download again, where the data set has a download)") from None
+
+
 def decoded(
     source: Source,
     tag: str,
@@ -103,7 +118,7 @@ def decoded(
     base.mkdir(parents=True, exist_ok=True)
     if files is not None:
         _check_files(source, files)
-        arrays = decode(files)
+        arrays = _decode_or_explain(source, decode, files)
     else:
         if archive is not None:
             verify(archive, source.archive)
@@ -112,7 +127,7 @@ def decoded(
         with tempfile.TemporaryDirectory(dir=base, prefix=".decode-") as tmp:
             extracted = extract(archive, list(source.files), Path(tmp))
             _check_files(source, extracted)
-            arrays = decode(extracted)
+            arrays = _decode_or_explain(source, decode, extracted)
     atomic_save_npz(npz, **arrays)
     log.info("decoded %s into %s (%.1f MB)", source.dataset, npz, npz.stat().st_size / 1e6)
     return arrays

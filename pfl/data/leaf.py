@@ -45,13 +45,13 @@ def read_leaf_split(directory: Path) -> dict[str, tuple[list, list]]:
         try:
             with open(shard) as f:
                 d = json.load(f)
-            data = d["user_data"]
-        except (json.JSONDecodeError, KeyError, OSError) as exc:
-            raise DataError(f"{shard} is not a LEAF json shard ({type(exc).__name__}: {exc})") from None
-        for uid, ex in data.items():
-            xs, ys = users.setdefault(uid, ([], []))
-            xs.extend(ex["x"])
-            ys.extend(ex["y"])
+            for uid, ex in d["user_data"].items():
+                xs, ys = users.setdefault(str(uid), ([], []))
+                xs.extend(ex["x"])
+                ys.extend(ex["y"])
+        except (ValueError, KeyError, OSError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
+            raise DataError(f"{shard} is not a LEAF json shard ({type(exc).__name__}: {exc}); expected "
+                            '{"users": [...], "user_data": {user: {"x": [...], "y": [...]}}}') from None
     return users
 
 
@@ -79,7 +79,11 @@ def _cached_leaf(kind: str, root, cache_dir, encode) -> dict[str, np.ndarray]:
         raise DataError(f"dataset.root={root}: only {len(ids)} users have both train and test data", key="dataset.root")
     arrays = {"ids": np.array(ids), "unpaired": np.array([len(set(train) ^ set(test))])}
     for name, split in (("train", train), ("test", test)):
-        xs, ys = zip(*(encode(*split[u]) for u in ids))
+        try:
+            xs, ys = zip(*(encode(*split[u]) for u in ids))
+        except (ValueError, TypeError, IndexError) as exc:  # examples of another shape or type
+            raise DataError(f"dataset.root={root}: the {name} examples are not {kind} examples "
+                            f"({type(exc).__name__}: {exc})", key="dataset.root") from None
         arrays.update(pack_arrays(name, Packed.from_lists(xs, ys)))
     atomic_save_npz(npz, **arrays)
     return arrays

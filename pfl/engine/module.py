@@ -36,6 +36,7 @@ from pfl import rng
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
+from pfl.engine.faults import Diverged
 from pfl.engine import names
 from pfl.engine.round import Server, cohort_keys, run_round
 from pfl.evaluation.fairness import beats_local, local_reference
@@ -89,6 +90,7 @@ class FederatedModule(pl.LightningModule):
         self.eval_every = eval_every
         self.seed = seed
         self.on_evaluation = on_evaluation
+        self.interrupt_check: Callable[[], None] | None = None  # raises to stop (a signal); called between client chunks
         self.total_rounds = sum(s.rounds for s in stages)
         # epochs an algorithm reports at (FedAvg-FT's K) join the requested ones
         extra = [k for s in stages for k in s.algorithm.report_epochs]
@@ -189,8 +191,11 @@ class FederatedModule(pl.LightningModule):
         self.bytes_total["up"] += out.bytes_up
         metrics = {names.train(k): v for k, v in out.metrics.items()}
         metrics.update({names.server(k): v for k, v in out.server_metrics.items()})
-        if not all(math.isfinite(v) for v in metrics.values()):
-            raise FloatingPointError(f"round {r + 1}: non-finite training metric {metrics}")
+        bad = next(((k.removeprefix("train/"), v) for k, v in metrics.items() if not math.isfinite(v)), None)
+        if bad is None and not bool(torch.stack([torch.isfinite(p).all() for p in self.global_params.values()]).all()):
+            bad = ("server parameters", "nan/inf after the update")
+        if bad is not None:  # a clean stop (pfl.engine.faults): the last good checkpoint stays as it is
+            raise Diverged(r + 1, *bad)
         metrics.update({names.ROUND: r + 1, names.STAGE: si, names.BYTES_DOWN: out.bytes_down,
                         names.BYTES_UP: out.bytes_up, names.BYTES_DOWN_TOTAL: self.bytes_total["down"],
                         names.BYTES_UP_TOTAL: self.bytes_total["up"]})
@@ -260,6 +265,16 @@ class FederatedModule(pl.LightningModule):
         return tqdm(total=total, desc=f"evaluation (round {r})", unit="client", position=1, leave=False,
                     dynamic_ncols=True)
 
+    def _ticker(self, bar):
+        """The evaluation's progress callback: advance the bar, and stop here if a stop was asked for."""
+        def tick(n: int) -> None:
+            if bar is not None:
+                bar.update(n)
+            if self.interrupt_check is not None:
+                self.interrupt_check()
+
+        return tick
+
     def evaluate_and_log(self, r: int, train_metrics: dict) -> dict:
         t_eval = time.perf_counter()
         results = {}
@@ -269,7 +284,7 @@ class FederatedModule(pl.LightningModule):
         if self.personalization.local_baseline and ("heldout", tuple(int(c) for c in plan["heldout"])) not in self._local_reference:
             total += len(plan["heldout"])  # the local-only reference is computed on the first evaluation
         bar = self._eval_bar(r, total)
-        tick = None if bar is None else bar.update
+        tick = None if bar is None and self.interrupt_check is None else self._ticker(bar)
         for pop, clients in plan.items():
             if len(clients) == 0:
                 continue

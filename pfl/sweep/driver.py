@@ -26,6 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pfl.config_errors import ConfigError
+from pfl.engine.faults import Stopped
 from pfl.engine.files import write_json
 from pfl.sweep import space as sp
 from pfl.sweep.settings import SweepSettings
@@ -174,6 +175,7 @@ def _run_study(sweeper, study, storage, settings, space, fixed, url, subdir) -> 
     outcomes, fatal, first = [], None, None
     while fatal is None:
         batch = []
+        fail_stale(study, storage, settings.stale_after_s)  # a worker that died meanwhile: its trial runs again here
         for _ in range(settings.n_jobs):
             trial = claim(study, storage, settings.n_trials)
             if trial is None:
@@ -205,7 +207,7 @@ def _run_study(sweeper, study, storage, settings, space, fixed, url, subdir) -> 
                 returns = sweeper.launcher.launch(jobs, initial_job_idx=batch[0].number)
         except BaseException as exc:  # a job that cannot even be composed, or Ctrl-C: stop the sweep
             for t in batch:
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # Ctrl-C (Lightning exits): run it again on resume
+                if isinstance(exc, (KeyboardInterrupt, SystemExit, Stopped)):  # Ctrl-C (Lightning exits): run it again on resume
                     requeue(study, storage, t, "interrupted (Ctrl-C or SIGTERM)")
                 else:
                     _tell_fail(study, storage, t, f"{type(exc).__name__}: {_first_line(exc)}")

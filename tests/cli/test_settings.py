@@ -90,7 +90,7 @@ def test_errors_name_the_real_config_path():
     with pytest.raises(ConfigError, match=r"^personalization\.client_opt\.lr=-1 "):
         validate(cfg)
     cfg = compose_cfg(["callbacks=[{_target_:pytorch_lightning.callbacks.Timer,durationn:1}]"])
-    with pytest.raises(ConfigError, match=r"^callbacks\.0\.durationn=1 is not allowed: expected a setting of"):
+    with pytest.raises(ConfigError, match=r"^unknown setting 'callbacks\.0\.durationn'; did you mean 'callbacks\.0\.duration'\? \(the settings of"):
         validate(cfg)
 
 

@@ -104,7 +104,7 @@ def test_sweep_records_complete_pruned_and_failed_trials(outcome_sweep):
     assert sorted(ts[0].intermediate_values) == [1, 2]
     assert list(ts[1].intermediate_values) == [1]  # stopped at its first evaluation, below trial 0's
     assert ts[1].intermediate_values[1] < ts[0].intermediate_values[1]
-    assert ts[2].user_attrs["fail_reason"].startswith("FloatingPointError: round 1: non-finite")
+    assert ts[2].user_attrs["fail_reason"].startswith("Diverged: training diverged at round ")
     assert ts[3].user_attrs["fail_reason"].startswith("ConfigError: algorithm.local_epochs=0")
     assert json.loads((d / "trial_1" / "trial.json").read_text())["state"] == "PRUNED"
     assert (d / "trial_1" / "metrics.csv").read_text().count("\n") == 2  # header + round 1
@@ -120,7 +120,7 @@ def test_wandb_offline_runs_are_grouped_marked_and_never_touch_the_network(outco
     assert sorted(p.parents[2].name for p in files) == ["trial_0", "trial_1", "trial_2"]
     pruned = runs["trial_1"].read_bytes()
     assert b"pruned" in pruned and b"PRUNED" in pruned and b"fedavg_e_lr" in pruned  # tag, state, group
-    assert b"FloatingPointError" in runs["trial_2"].read_bytes()
+    assert b"Diverged" in runs["trial_2"].read_bytes()
     assert b"zeta:1.0" in runs["trial_0"].read_bytes()
     assert "wandb sync" in out
 
@@ -132,7 +132,7 @@ def test_report_of_the_finished_sweep(outcome_sweep):
     assert main([str(d)]) == 0
     page = (d / "report.html").read_text()
     assert page.count('<tr class="') == 4
-    for word in ("COMPLETE", "PRUNED", "FloatingPointError", "ConfigError", "client_opt.lr", "algorithm.local_epochs"):
+    for word in ("COMPLETE", "PRUNED", "Diverged", "ConfigError", "client_opt.lr", "algorithm.local_epochs"):
         assert word in page
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 3  # objective/params, history, convergence
 

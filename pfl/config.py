@@ -243,8 +243,8 @@ def validate(cfg: DictConfig) -> None:
     known = [f.name for f in dataclasses.fields(Config)]
     for path, node, names in (("", cfg, known + ["hydra"]),
                               ("personalization.", cfg.personalization, [f.name for f in dataclasses.fields(PersonalizationSettings)]),
-                              ("engine.", cfg.engine, [f.name for f in dataclasses.fields(EngineConfig)]),
-                              ("trainer.", cfg.get("trainer") or {}, [f.name for f in dataclasses.fields(TrainerConfig)])):
+                              ("engine.", cfg.engine, [f.name for f in dataclasses.fields(EngineConfig)])):
+        # (trainer.* passes other pl.Trainer arguments through: _check_trainer names the unknown ones)
         for k in node:
             if k not in names:
                 raise UnknownSetting(path + str(k), _plain(node[k]), names,

@@ -95,7 +95,7 @@ def resumed(algorithm, tmp_path_factory) -> Run:
     run_dir = tmp_path_factory.mktemp(f"{algorithm}_resumed")
     with crash_at(CRASH_AT), pytest.raises(BaseException, match="simulated crash|1"):
         run(algorithm, "vmap", run_dir)
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert int(ckpt["state_dict"]["round"]) == CRASH_AT - 1
     return run(algorithm, "vmap", run_dir, "resume=true")
 

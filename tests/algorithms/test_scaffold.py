@@ -119,8 +119,8 @@ def test_resume_is_exact_with_server_and_client_state(tmp_path, algorithm):
     resumed = train(compose_cfg(overrides + ["resume=true"]), tmp_path / "cut")
     for k in ("initial_accuracy", "personalized_accuracy", "personalization_curve", "train_clients", "bytes"):
         assert full[k] == resumed[k], k
-    a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=False)
-    b = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=False)
+    a = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
     assert int(a["state_dict"]["round"]) == int(b["state_dict"]["round"]) == 6
     assert any(k.startswith("client_state.") for k in a["state_dict"])
     for k, v in a["state_dict"].items():

@@ -21,7 +21,7 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
 
     with crash_at(5), pytest.raises(BaseException):
         train(compose_cfg(overrides), tmp_path / "cut")
-    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=True)
     assert int(ckpt["state_dict"]["round"]) == 3
     resumed = train(compose_cfg(overrides + ["resume=true"]), tmp_path / "cut")
     same_results(full, resumed)

@@ -92,8 +92,8 @@ def test_apfl_client_state_survives_resume(tmp_path):
     train(_cfg(*common), tmp_path / "straight")
     train(_cfg(*common[:1], "rounds=2", *common[2:]), tmp_path / "resumed")
     train(_cfg(*common, "resume=true"), tmp_path / "resumed")
-    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=False)["state_dict"]
-    b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=False)["state_dict"]
+    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed/checkpoints/last.ckpt", weights_only=True)["state_dict"]
     state_keys = [k for k in a if k.startswith("client_state.")]
     assert state_keys and int(b["round"]) == 4
     for k in a:

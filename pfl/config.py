@@ -77,6 +77,17 @@ def trainer_settings(cfg: DictConfig) -> dict:
     return {k: v for k, v in t.items() if k not in ("devices", "num_nodes", "strategy") and v is not None}
 
 
+def _check_replicas(cfg: DictConfig) -> None:
+    """replicas > 1 runs in one process (pfl.engine.replicas); what it does not cover stops here."""
+    r = cfg.get("replicas", 1)
+    if r is None or int(r) <= 1:
+        return
+    devices = (cfg.get("trainer") or {}).get("devices", 1)
+    check(devices in (1, "1", None) and int((cfg.get("trainer") or {}).get("num_nodes", 1) or 1) == 1,
+          "replicas", r, "1 when trainer.devices or trainer.num_nodes is above 1 (replicas run in one process; "
+          "use seeds as separate runs there)")
+
+
 def _check_trainer(node: dict) -> None:
     import difflib
 
@@ -105,6 +116,7 @@ class Config:
     client_opt: Any = MISSING
     logger: Any = MISSING
     seed: int = 0
+    replicas: int = setting(1, integer(ge=1, note="independently seeded copies (seeds seed..seed+R-1) in one run"))
     rounds: int = setting(100, integer(ge=1))
     clients_per_round: int = setting(10, integer(ge=1))
     zeta: float = setting(1.0, number(ge=0, le=1))
@@ -250,10 +262,11 @@ def validate(cfg: DictConfig) -> None:
                 raise UnknownSetting(path + str(k), _plain(node[k]), names,
                                      f"the keys of {path[:-1]} are listed by `python -m pfl --cfg job -p {path[:-1]}`"
                                      if path else "the top-level keys are listed by `python -m pfl --cfg job`")
-    top = {k: _plain(cfg.get(k)) for k in ("seed", "rounds", "clients_per_round", "zeta", "eval_every",
+    top = {k: _plain(cfg.get(k)) for k in ("seed", "replicas", "rounds", "clients_per_round", "zeta", "eval_every",
                                             "checkpoint_every", "resume", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
+    _check_replicas(cfg)
     if cfg.get("sweep") is not None:
         SweepSettings.from_cfg(cfg.sweep)  # one line for a misspelt key or a bad value
     if cfg.get("trainer") is not None:

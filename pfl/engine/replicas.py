@@ -176,9 +176,14 @@ def run_replicas(
 
 # -- rows and summaries -------------------------------------------------------------
 
+#: row entries that are the same for every replica or describe the whole run: not repeated per replica
+_RUN_WIDE = ("round", "stage", "bytes/", "time/")
+
+
 def combine_rows(rows: list[dict]) -> dict:
     """One logged row from the replicas' rows: the mean over replicas under each plain name (lists,
-    e.g. the curve, elementwise), and replica r's scalars under `replica<r>/<name>`."""
+    e.g. the curve, elementwise; times: the largest, i.e. the whole evaluation's), and replica r's
+    own values under `replica<r>/<name>` (not the run-wide ones: round, stage, bytes, times)."""
     if len(rows) == 1:
         return rows[0]
     out: dict = {}
@@ -186,15 +191,16 @@ def combine_rows(rows: list[dict]) -> dict:
         vals = [r.get(k) for r in rows]
         if isinstance(v, list):
             out[k] = [statistics.fmean(x) for x in zip(*vals)]
-        elif isinstance(v, bool) or not isinstance(v, (int, float)) or any(x is None for x in vals):
+        elif k in ("round", "stage") or isinstance(v, bool) or not isinstance(v, (int, float)) \
+                or any(not isinstance(x, (int, float)) for x in vals):
             out[k] = v
-        elif k in ("round", "stage"):
-            out[k] = v
+        elif k.startswith("time/"):
+            out[k] = max(vals)
         else:
             out[k] = statistics.fmean(vals)
     for r, row in enumerate(rows):
-        out.update({replica_name(r, k): v for k, v in row.items()
-                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("round", "stage")})
+        out.update({replica_name(r, k): v for k, v in row.items() if isinstance(v, (int, float))
+                    and not isinstance(v, bool) and not k.startswith(_RUN_WIDE)})
     return out
 
 

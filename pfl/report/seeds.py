@@ -9,6 +9,10 @@ mean, sample standard deviation (n-1; 0 for one run) and n. Values a run did
 not produce (e.g. rounds to a target never reached: null) are left out of
 that value's n.
 
+A run of `replicas=R` (pfl.engine.replicas) counts as R runs, one per replica (its summary.json
+holds each replica's own summary under `replicas`), so `replicas=9` and nine seeded runs give the
+same table; `replicas` is left out of the setting like `seed`.
+
     python -m pfl.report.seeds multirun/2026-01-01/12-00-00 [--metrics KEY ...] [--out DIR]
 
 writes seeds.json (everything) and seeds.csv (the chosen metrics, one row per
@@ -61,7 +65,8 @@ def setting_of(run_dir: Path, summary: dict) -> str:
         import yaml
 
         items = [str(o) for o in (yaml.safe_load(overrides.read_text()) or [])]
-        items = [o for o in items if o.lstrip("+~").split("=", 1)[0] not in ("seed", "hydra.run.dir", "hydra.sweep.dir")]
+        items = [o for o in items if o.lstrip("+~").split("=", 1)[0]
+                 not in ("seed", "replicas", "hydra.run.dir", "hydra.sweep.dir")]
         return " ".join(sorted(items)) or "(defaults)"
     return f"algorithm={summary.get('algorithm')} dataset={summary.get('dataset')} model={summary.get('model')}"
 
@@ -71,7 +76,9 @@ def aggregate(run_dirs: list[Path]) -> list[dict]:
     groups: dict[str, list[tuple[Path, dict]]] = {}
     for d in run_dirs:
         summary = json.loads((Path(d) / "summary.json").read_text())
-        groups.setdefault(setting_of(Path(d), summary), []).append((Path(d), summary))
+        setting = setting_of(Path(d), summary)
+        for part in summary.get("replicas") or [summary]:  # a replicated run: one entry per replica
+            groups.setdefault(setting, []).append((Path(d), part))
     out = []
     for setting, runs in groups.items():
         flat = [flatten(s) for _, s in runs]

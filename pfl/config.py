@@ -39,11 +39,19 @@ def _device_ok(v) -> bool:
     return isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:"))
 
 
+def _chunk_ok(v) -> bool:
+    return v is None or v == "auto" or (is_int(v) and v >= 1)
+
+
 @dataclass
 class EngineConfig:
     backend: str = setting("auto", one_of(*BACKENDS))
-    chunk_size: Optional[int] = setting(None, optional(integer(ge=1)))  # clients per vmap call in training (null: the whole cohort)
-    eval_chunk_size: Optional[int] = setting(64, optional(integer(ge=1)))  # clients per vmap call during evaluation
+    # clients per vmap call in training (null: the whole cohort; auto: from free device memory, pfl.chunking)
+    chunk_size: Any = setting(None, check=_chunk_ok, allowed="null, auto or an integer >= 1")
+    eval_chunk_size: Any = setting(64, check=_chunk_ok, allowed="null, auto or an integer >= 1")  # clients per vmap call during evaluation
+    # float32 matmuls: torch.set_float32_matmul_precision; "high" lets CUDA use TF32 (Ampere and later)
+    matmul_precision: str = setting("highest", one_of("highest", "high", "medium"))
+    compile: bool = setting(False, check=lambda v: isinstance(v, bool), allowed="true or false")  # torch.compile the vmapped client step
 
 
 @dataclass
@@ -88,6 +96,9 @@ def _check_replicas(cfg: DictConfig) -> None:
           "use seeds as separate runs there)")
 
 
+_PRECISIONS = ("32", "32-true", "bf16", "bf16-mixed", "16", "16-mixed")
+
+
 def _check_trainer(node: dict) -> None:
     import difflib
 
@@ -98,6 +109,9 @@ def _check_trainer(node: dict) -> None:
         if key == "precision" and str(value) in ("64", "64-true", "double"):
             raise ConfigError("trainer.precision", value, "null, 32-true, 16-mixed or bf16-mixed (the client data "
                               "stay float32, so 64-true cannot run)")
+        if key == "precision" and value is not None and str(value) not in _PRECISIONS:
+            raise ConfigError("trainer.precision", value, "null, 32-true, bf16-mixed or 16-mixed (parameters stay "
+                              "float32; the client computation autocasts: pfl.task.Task)")
         if key in TRAINER_OWNED:
             use = TRAINER_OWNED[key]
             raise ConfigError(f"trainer.{key}", value, f"nothing: pfl sets it{f' (use {use})' if use else ''}")

@@ -7,6 +7,7 @@ call it directly. Returns the summary dict that is also `summary.json`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 import time
@@ -91,20 +92,24 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     data = flag_permuted_clients(build(cfg.dataset, path="dataset"))  # ζ-permuted clients augment, where the data set can
     validate_population(cfg, len(data.train), len(data.heldout))
     model = build(cfg.model, path="model", num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
-    task = Task(model, data.input_transform, data.ignore_index, data.augment)
+    precision = (cfg.get("trainer") or {}).get("precision")
+    task = Task(model, data.input_transform, data.ignore_index, data.augment, precision=precision)
+    torch.set_float32_matmul_precision(str(cfg.engine.get("matmul_precision", "highest")))  # "high": TF32 on CUDA
     check_model_fits(cfg, task, data)
     local = LocalTrainer(task, build(cfg.client_opt, path="client_opt"))
     p_opt = cfg.personalization.client_opt
     personal = LocalTrainer(task, build(p_opt, path="personalization.client_opt")) if p_opt is not None else local
     stages = build_stages(cfg)
     device = resolve_device(str(cfg.device))
-    backend = make_backend(cfg.engine.backend, model, device, cfg.engine.chunk_size)
     p = PersonalizationSettings(**OmegaConf.to_container(cfg.personalization, resolve=True))
     replicas = build_replicas(cfg, data, task) if int(cfg.get("replicas", 1)) > 1 else None
+    backend = make_backend(cfg.engine.backend, model, device, None, compile=bool(cfg.engine.get("compile", False)))
+    chunk, eval_chunk = _chunk_sizes(cfg, backend, local, personal, task, data, device, p)
+    backend = dataclasses.replace(backend, chunk_size=chunk)
     module = FederatedModule(
         data=data, model=model, stages=stages, local=local, personalize_local=personal,
         clients_per_round=cfg.clients_per_round, backend=backend, personalization=p,
-        eval_every=cfg.eval_every, seed=cfg.seed, eval_chunk_size=cfg.engine.eval_chunk_size,
+        eval_every=cfg.eval_every, seed=cfg.seed, eval_chunk_size=eval_chunk,
         local_cache_dir=_local_cache_dir() if p.local_cache else None, replicas=replicas,
     )
     if cfg.init_from:
@@ -179,7 +184,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         exc.round = ckpt_cb.saved_round if exc.round is None else exc.round
         exc.run_dir = run_dir
         raise
-    summary = {"status": "completed", **run_summary(cfg, module, backend.kind, device, time.perf_counter() - t0)}
+    summary = {"status": "completed", **run_summary(cfg, module, backend.kind, device, time.perf_counter() - t0),
+               "engine": {"chunk_size": chunk, "eval_chunk_size": eval_chunk, "precision": precision,
+                          "matmul_precision": str(cfg.engine.get("matmul_precision", "highest")),
+                          "compile": bool(cfg.engine.get("compile", False))}}  # what auto chose, and how it ran
     if not trainer.is_global_zero:  # rank 0 writes the run's files
         return summary
     write_json(run_dir / "summary.json", summary)
@@ -198,6 +206,25 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)
     return summary
+
+
+def _chunk_sizes(cfg: DictConfig, backend, local, personal, task, data, device, p) -> tuple:
+    """engine.chunk_size / eval_chunk_size, `auto` resolved from free memory (pfl.chunking)."""
+    from pfl.chunking import auto_chunk
+
+    chunk, eval_chunk = cfg.engine.chunk_size, cfg.engine.eval_chunk_size
+    if backend.kind != "vmap":  # the loop holds one client at a time
+        return (None if chunk == "auto" else chunk), (None if eval_chunk == "auto" else eval_chunk)
+    params = task.init_params()
+    if chunk == "auto":
+        chunk = auto_chunk(local, params, data.train.train, device, cfg.clients_per_round * int(cfg.get("replicas", 1)),
+                           "engine.chunk_size")
+    if eval_chunk == "auto":
+        n = max(len(data.heldout) if p.heldout_clients is None else min(p.heldout_clients, len(data.heldout)),
+                min(p.train_clients or 0, len(data.train)))
+        pop = data.heldout if len(data.heldout) else data.train
+        eval_chunk = auto_chunk(personal, params, pop.train, device, n, "engine.eval_chunk_size", pop.test)
+    return chunk, eval_chunk
 
 
 def replica_config(cfg: DictConfig, r: int) -> DictConfig:

@@ -65,7 +65,6 @@ def test_auto_chunk_size_reaches_the_run(tmp_path, monkeypatch):
         return real(per_client, 4 * per_client + 1, clients, headroom)  # room for 2 clients
 
     monkeypatch.setattr(chunking, "choose_chunk", spy)
-    monkeypatch.setattr("pfl.run.write_run_plots", lambda run_dir: [])
     args = ["rounds=2", "eval_every=2", "checkpoint_every=0", "personalization.curve_epochs=1",
             "personalization.epochs=[1]", "personalization.train_clients=3", "engine.backend=vmap"]
     out = train(compose_cfg(args + ["engine.chunk_size=auto", "engine.eval_chunk_size=auto"]), tmp_path)

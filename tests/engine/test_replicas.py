@@ -15,12 +15,6 @@ from tests.helpers.runs import crash_at
 # smaller than TINY: two rounds, one evaluation, no checkpoints
 SMALL = ["rounds=2", "eval_every=2", "checkpoint_every=0", "personalization.curve_epochs=1",
          "personalization.epochs=[1]", "personalization.train_clients=3"]
-@pytest.fixture(autouse=True)
-def _no_plots(monkeypatch):
-    """Plots are not under test here and take most of a tiny run's time."""
-    monkeypatch.setattr("pfl.run.write_run_plots", lambda run_dir: [])
-
-
 def _with_seed(cfg, seed: int):
     """The same composed config with another seed (a separate run; the data set's seed follows)."""
     out = cfg.copy()

@@ -73,7 +73,7 @@ def test_replicas_equal_separate_seeded_runs(tmp_path, replicas, extra):
 
 def test_replicated_run_resumes_to_the_uninterrupted_result(tmp_path):
     """(On the sequential backend, which loops over the replicas' clients.)"""
-    args = ["engine.backend=sequential", "rounds=4", "eval_every=2", "checkpoint_every=2", "personalization.curve_epochs=1",
+    args = ["engine.backend=sequential", "rounds=4", "eval_every=4", "checkpoint_every=2", "personalization.curve_epochs=1",
             "personalization.epochs=[1]", "personalization.train_clients=2", "replicas=2", "server_opt=adam"]
     full = train(compose_cfg(args), tmp_path / "full")
     with crash_at(3), pytest.raises(BaseException):

@@ -67,6 +67,10 @@ def test_replicas_equal_separate_seeded_runs(tmp_path, replicas, extra):
     for k in ("initial_accuracy", "personalized_accuracy.1", "train_clients.initial_accuracy"):
         assert a[k]["n"] == b[k]["n"] == replicas
         assert a[k]["mean"] == pytest.approx(b[k]["mean"], abs=1e-5) and a[k]["std"] == pytest.approx(b[k]["std"], abs=1e-5)
+    g = seeds.aggregate([tmp_path / "rep"])[0]  # the first paper's Figure 1 bands: per replica from its columns
+    bands = seeds.band_series(g["runs"], "heldout/pers_acc_1", g["replica"])
+    ref = seeds.band_series([tmp_path / f"seed{r}" for r in range(replicas)], "heldout/pers_acc_1")
+    assert bands[0] == ref[0] and bands[1] == pytest.approx(ref[1], abs=1e-5) and bands[2] == pytest.approx(ref[2], abs=1e-5)
     row = json.loads((tmp_path / "rep" / "summary.json").read_text())["final"]
     assert row["replica1/heldout/pers_acc_1"] == pytest.approx(singles[1]["final"]["heldout/pers_acc_1"], abs=1e-5)
 

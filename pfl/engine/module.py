@@ -158,7 +158,8 @@ class FederatedModule(pl.LightningModule):
             self.reps.append(Replica(rseed, rdata, tensors, states))
         if more:
             self.replica_tensors = nn.ModuleList(more)
-        self._initial = {i: dict(m) for i, (_, _, m) in enumerate(replicas) if i > 0}  # local-only references start here
+        # local-only references start here (copies: the server's Parameters may share these tensors' storage)
+        self._initial = {i: {k: v.detach().clone() for k, v in m.items()} for i, (_, _, m) in enumerate(replicas) if i > 0}
         self.register_buffer("round", torch.zeros((), dtype=torch.int64))
         self.history: list[dict] = []  # one row per evaluation, as logged (replicas: pfl.engine.replicas.combine_rows)
         self.flops: dict[str, int] = {}  # stage name -> FLOPs of its first round (all clients of the cohort)
@@ -305,9 +306,14 @@ class FederatedModule(pl.LightningModule):
         self.model.train()
         return personalize(
             alg, self.personalize_local, params, pop, clients.to(self.device), self.curve_epochs,
-            rng.key(rep.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
-            self.backend, self.eval_chunk_size, progress=progress, state=state,
+            self._personalize_key(population, replica), self.backend, self.eval_chunk_size, progress=progress,
+            state=state,
         )
+
+    def _personalize_key(self, population: str, replica: int = 0) -> Tensor:
+        """The minibatch stream of a population's personalization; the local-only reference uses the same one,
+        so that its Acc_local is exactly the `local` algorithm's personalization (common random numbers)."""
+        return rng.key(self.reps[replica].seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device)
 
     def local_reference(self, population: str, clients: Tensor, progress=None, replica: int = 0) -> Tensor:
         """Per-client accuracy of a model trained on the client alone (the
@@ -323,7 +329,7 @@ class FederatedModule(pl.LightningModule):
                 init = {k: v.detach().to(init[k].device) for k, v in self._initial[replica].items()}
             rep.local_reference[key] = local_reference(
                 self.personalize_local, init, getattr(rep.data, population), clients.to(self.device),
-                p.local_epochs, p.local_lr, rng.key(rep.seed, 0xE7A1, 3).to(self.device),
+                p.local_epochs, p.local_lr, self._personalize_key(population, replica),
                 self.backend, self.eval_chunk_size, self.local_cache_dir, progress,
             )
         return rep.local_reference[key]

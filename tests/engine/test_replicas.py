@@ -43,7 +43,8 @@ def _close(a, b, path=""):
 @pytest.mark.parametrize("replicas, extra", [
     # FedAvg with server optimizer state and dropout keys; vmap chunks of 5 of the 3 x 4 clients span replicas
     (3, ["server_opt=adam", "model.dropout=0.2", "engine.chunk_size=5"]),
-    (2, ["algorithm=ditto"]),                       # per-client state, read at evaluation
+    # per-client state, read at evaluation; each replica's local-only reference from its own initial model
+    (2, ["algorithm=ditto", "personalization.local_baseline=true", "personalization.local_epochs=2"]),
 ], ids=["fedavg_adam_dropout", "ditto"])
 def test_replicas_equal_separate_seeded_runs(tmp_path, replicas, extra):
     cfg = compose_cfg(SMALL + ["engine.backend=vmap", "seed=5"] + extra)
@@ -55,6 +56,7 @@ def test_replicas_equal_separate_seeded_runs(tmp_path, replicas, extra):
         for k in KEYS:
             _close(part[k], single[k], k)
         assert part["bytes"] == single["bytes"]
+        _close(part["local_baseline"], single["local_baseline"], "local_baseline")
     # the replicas are different runs, and the headline numbers are their mean and sample std
     accs = [s["train_clients"]["initial_accuracy"] for s in singles]
     assert len(set(accs)) > 1

@@ -119,12 +119,7 @@ def test_each_baseline_runs(name, tmp_path):
 
 def test_local_baseline_gives_beats_local_fraction(tmp_path, monkeypatch):
     monkeypatch.setenv("PFL_CACHE", str(tmp_path / "cache"))
-    # dataset=synthetic_leaf: the data this test was written on. On the mixture default the `local` algorithm's
-    # Pers.2 and the local-only reference differ (0.386 vs 0.365 at these sizes, same initial model), so
-    # "the reference is the `local` algorithm" below holds there only because LEAF's data saturate (0.979 both).
-    # TODO: find why the two local trainings differ (minibatch order?) and drop the pin.
-    leaf = "dataset=synthetic_leaf"
-    s = train(_cfg(leaf, "algorithm=fedavg", "personalization.local_baseline=true", "personalization.local_epochs=2",
+    s = train(_cfg("algorithm=fedavg", "personalization.local_baseline=true", "personalization.local_epochs=2",
                    "personalization.local_lr=0.05", "personalization.local_cache=true", "plots=true"), tmp_path)
     lb = s["local_baseline"]
     assert 0 <= lb["local_accuracy"] <= 1 and set(lb["beats_local_fraction"]) == {"1", "2"}
@@ -135,12 +130,12 @@ def test_local_baseline_gives_beats_local_fraction(tmp_path, monkeypatch):
     assert abs(beats - lb["beats_local_fraction"]["2"]) < 1e-9
     assert (tmp_path / "plots" / "scatter_local.png").stat().st_size > 0
     # the reference is the `local` algorithm: its Acc_local equals that run's Pers.K
-    ref = train(_cfg(leaf, "algorithm=local", "algorithm.epochs=2", "algorithm.lr=0.05", "rounds=1", "eval_every=1"), tmp_path / "l")
+    ref = train(_cfg("algorithm=local", "algorithm.epochs=2", "algorithm.lr=0.05", "rounds=1", "eval_every=1"), tmp_path / "l")
     assert abs(ref["personalized_accuracy"]["2"] - lb["local_accuracy"]) < 1e-9
     # a second run reuses the cached reference (same data, init and settings)
     (cached,) = (tmp_path / "cache/local_reference").glob("*.pt")
     stamp = cached.stat().st_mtime_ns
-    again = train(_cfg(leaf, "algorithm=fedsgd", "personalization.local_baseline=true", "personalization.local_epochs=2",
+    again = train(_cfg("algorithm=fedsgd", "personalization.local_baseline=true", "personalization.local_epochs=2",
                        "personalization.local_lr=0.05", "personalization.local_cache=true"), tmp_path / "again")
     assert again["local_baseline"]["local_accuracy"] == lb["local_accuracy"]
     assert cached.stat().st_mtime_ns == stamp and len(list(cached.parent.glob("*.pt"))) == 1

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_avai
                                 reason="torch.distributed with gloo is not available")
 
 ARGS = [a for a in TINY if not a.startswith(("rounds=", "checkpoint_every=", "eval_every="))]
-ARGS += ["rounds=24", "checkpoint_every=2", "eval_every=12", "model.dropout=0.2"]
+ARGS += ["rounds=12", "checkpoint_every=2", "eval_every=6", "model.dropout=0.2"]
 KEYS = ("initial_accuracy", "personalized_accuracy", "personalization_curve", "train_clients", "bytes",
         "rounds_to_target")
 

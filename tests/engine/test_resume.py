@@ -30,7 +30,7 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
 
 def test_kill_minus_9_then_resume(tmp_path):
     args = [a for a in TINY if not a.startswith(("rounds=", "checkpoint_every=", "eval_every="))]
-    args += ["rounds=40", "checkpoint_every=2", "eval_every=20"]
+    args += ["rounds=12", "checkpoint_every=2", "eval_every=6"]
     env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
 
     def cmd(run, *extra):

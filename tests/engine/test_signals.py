@@ -45,13 +45,15 @@ def test_signal_mid_evaluation_stops_fast_and_resumes_to_the_same_result(signum,
         took = time.perf_counter() - t0
     text = (tmp_path / "err.txt").read_text()
     assert rc == code, text[-3000:]
-    assert took <= 10, took
+    assert took <= 30, took  # seconds (10 on an idle machine); the structural check is the metrics row below
     assert "Traceback" not in text
     assert "evaluation (round 2)" in text  # it was evaluating
     assert f"stopped at round 1 (stopped by {signal.Signals(signum).name}); resume with: python -m pfl " in text
     assert f"resume=true hydra.run.dir={cut}" in text
     assert int(torch.load(ckpt, weights_only=True)["state_dict"]["round"]) == 1  # the last completed round
     assert not (cut / "summary.json").exists()
+    rows = (cut / "metrics.csv").read_text().splitlines() if (cut / "metrics.csv").exists() else []
+    assert not [r for r in rows if r.startswith("2,")], rows  # round 2's evaluation was cut, not finished first
     if signum != signal.SIGTERM:
         return
     with open(tmp_path / "err2.txt", "w") as err:

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
+from pfl import aggregate as agg
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate
 from pfl.algorithms.local import LocalTrainer
@@ -55,11 +56,38 @@ def cohort_keys(seed: int, r: int, ids: Tensor) -> Tensor:
 def client_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
                    keys: Tensor, client_state: dict | None = None) -> ClientUpdate:
     """Every client's `client_update` (stacked), each on the backend's step loop."""
+    return backend.map(_client_fn(algorithm, local), sent, data, keys, client_state)
 
+
+def _client_fn(algorithm: Algorithm, local: LocalTrainer):
     def client(shared, d, k, st, loop):
         return algorithm.client_update(local.using(loop), shared, d, k, st)
 
-    return backend.map(client, sent, data, keys, client_state)
+    return client
+
+
+def reduces_by_sum(algorithm: Algorithm) -> bool:
+    """True when the algorithm keeps the default aggregate (the weighted mean of Δ) and server step
+    (which reads Δ only). Then ranks need not all-gather every client's Δ (the cohort's whole
+    update, C models) but all-reduce their weighted partial sums (one model): the same Δ up to the
+    order of the floating-point sum."""
+    cls = type(algorithm)
+    return cls.aggregate is Algorithm.aggregate and cls.server_update is Algorithm.server_update
+
+
+def _sharded_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
+                     keys: Tensor, client_state: dict | None = None) -> tuple[ClientUpdate, dict]:
+    """(updates, Δ): Δ the cohort's weighted mean (partial sums all-reduced over the ranks); in
+    `updates` weight, metrics and state are gathered (every client's row), delta and extra hold this
+    rank's rows only (what bytes_exchanged reads: one client's share)."""
+    shard = backend.shard
+    mine, own = backend.map_own(_client_fn(algorithm, local), sent, data, keys, client_state)
+    weight = mine.weight if own else torch.zeros_like(mine.weight)  # a stand-in row counts for nothing
+    total = shard.sum(weight.sum()).clamp(min=1e-12)
+    with torch.no_grad():
+        delta = {k: shard.sum(v) for k, v in agg.weighted_sum(mine.delta, weight / total).items()}
+    rows = shard.gather((mine.weight, mine.metrics, mine.state), int(keys.shape[0]))
+    return ClientUpdate(mine.delta, rows[0], rows[1], rows[2], mine.extra), delta
 
 
 def run_round(
@@ -78,14 +106,23 @@ def run_round(
         theta = {k: v.detach() for k, v in server.params.items()}
     sent = algorithm.broadcast(theta, broadcast_key, server.state)
     flops = None
+    # several ranks and the default aggregate: all-reduce partial sums instead of gathering every Δ
+    reduce = backend.shard.world > 1 and reduces_by_sum(algorithm)
+
+    def compute():
+        if reduce:
+            return _sharded_updates(algorithm, local, backend, sent, data, keys, client_state)
+        return client_updates(algorithm, local, backend, sent, data, keys, client_state), None
+
     if count_flops:
         with FlopCounterMode(display=False) as counter:
-            updates = client_updates(algorithm, local, backend, sent, data, keys, client_state)
+            updates, delta = compute()
         flops = int(counter.get_total_flops())
     else:
-        updates = client_updates(algorithm, local, backend, sent, data, keys, client_state)
+        updates, delta = compute()
     with torch.no_grad():
-        delta = algorithm.aggregate(updates, server.state)
+        if delta is None:
+            delta = algorithm.aggregate(updates, server.state)
         server.state = algorithm.server_update(server.params, delta, server.optimizer, server.state, updates)
     num = int(keys.shape[0])
     down, up = algorithm.bytes_exchanged(sent, updates)

@@ -68,26 +68,46 @@ def _client_fn(algorithm: Algorithm, local: LocalTrainer):
 
 def reduces_by_sum(algorithm: Algorithm) -> bool:
     """True when the algorithm keeps the default aggregate (the weighted mean of Δ) and server step
-    (which reads Δ only). Then ranks need not all-gather every client's Δ (the cohort's whole
-    update, C models) but all-reduce their weighted partial sums (one model): the same Δ up to the
-    order of the floating-point sum."""
+    (which reads Δ only). Then Δ is summed as it is computed instead of stacking every client's Δ
+    (C models) first: the sequential backend folds each client into one running sum, and ranks
+    all-reduce their partial sums (one model) instead of all-gathering every Δ. The same Δ up to
+    the order of the floating-point sum."""
     cls = type(algorithm)
     return cls.aggregate is Algorithm.aggregate and cls.server_update is Algorithm.server_update
 
 
-def _sharded_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
-                     keys: Tensor, client_state: dict | None = None) -> tuple[ClientUpdate, dict]:
-    """(updates, Δ): Δ the cohort's weighted mean (partial sums all-reduced over the ranks); in
-    `updates` weight, metrics and state are gathered (every client's row), delta and extra hold this
-    rank's rows only (what bytes_exchanged reads: one client's share)."""
-    shard = backend.shard
-    mine, own = backend.map_own(_client_fn(algorithm, local), sent, data, keys, client_state)
+def _summed_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
+                    keys: Tensor, client_state: dict | None = None) -> tuple[ClientUpdate, dict]:
+    """(updates, Δ): Δ the cohort's weighted mean, summed over this rank's clients (as they are
+    computed, in the sequential backend) and then over the ranks. In `updates`, weight, metrics and
+    state have every client's row; delta and extra only this rank's (sequential: the first client's),
+    which is what bytes_exchanged reads (one client's share)."""
+    shard, fn = backend.shard, _client_fn(algorithm, local)
+    running, first = {}, {}
+    if backend.kind == "sequential":
+        inner = fn
+
+        def fn(shared, d, k, st, loop):  # noqa: F811 - the client, its weighted Δ folded into `running`
+            u = inner(shared, d, k, st, loop)
+            with torch.no_grad():
+                for name, v in u.delta.items():
+                    wv = u.weight.to(v.dtype) * v
+                    running[name] = wv if name not in running else running[name].add_(wv)
+            first.setdefault("delta", u.delta)
+            return u._replace(delta={})
+
+    mine, own = backend.map_own(fn, sent, data, keys, client_state)
     weight = mine.weight if own else torch.zeros_like(mine.weight)  # a stand-in row counts for nothing
     total = shard.sum(weight.sum()).clamp(min=1e-12)
     with torch.no_grad():
-        delta = {k: shard.sum(v) for k, v in agg.weighted_sum(mine.delta, weight / total).items()}
+        if backend.kind == "sequential":
+            delta = {k: shard.sum(v if own else torch.zeros_like(v)) / total.to(v.dtype) for k, v in running.items()}
+            own_delta = {k: v.unsqueeze(0) for k, v in first["delta"].items()}
+        else:
+            delta = {k: shard.sum(v) for k, v in agg.weighted_sum(mine.delta, weight / total).items()}
+            own_delta = mine.delta
     rows = shard.gather((mine.weight, mine.metrics, mine.state), int(keys.shape[0]))
-    return ClientUpdate(mine.delta, rows[0], rows[1], rows[2], mine.extra), delta
+    return ClientUpdate(own_delta, rows[0], rows[1], rows[2], mine.extra), delta
 
 
 def run_round(
@@ -106,12 +126,12 @@ def run_round(
         theta = {k: v.detach() for k, v in server.params.items()}
     sent = algorithm.broadcast(theta, broadcast_key, server.state)
     flops = None
-    # several ranks and the default aggregate: all-reduce partial sums instead of gathering every Δ
-    reduce = backend.shard.world > 1 and reduces_by_sum(algorithm)
+    # the default aggregate: sum Δ as it comes (sequential backend, several ranks) instead of stacking it
+    reduce = reduces_by_sum(algorithm) and (backend.kind == "sequential" or backend.shard.world > 1)
 
     def compute():
         if reduce:
-            return _sharded_updates(algorithm, local, backend, sent, data, keys, client_state)
+            return _summed_updates(algorithm, local, backend, sent, data, keys, client_state)
         return client_updates(algorithm, local, backend, sent, data, keys, client_state), None
 
     if count_flops:

@@ -9,10 +9,17 @@ mean, sample standard deviation (n-1; 0 for one run) and n. Values a run did
 not produce (e.g. rounds to a target never reached: null) are left out of
 that value's n.
 
+A run of `replicas=R` (pfl.engine.replicas) counts as R runs, one per replica (its summary.json
+holds each replica's own summary under `replicas`), so `replicas=9` and nine seeded runs give the
+same table; `replicas` is left out of the setting like `seed`.
+
     python -m pfl.report.seeds multirun/2026-01-01/12-00-00 [--metrics KEY ...] [--out DIR]
 
 writes seeds.json (everything) and seeds.csv (the chosen metrics, one row per
-setting) in --out (default: the first path) and prints the table.
+setting) in --out (default: the first path) and prints the table, and two plots of the first paper:
+seeds_bands.png (its Figure 1: held-out initial and personalized accuracy per evaluated round, mean
+± one sample std over the replicas of each setting) and seeds_scatter.png (its Figure 3: one point
+per replica, final initial vs personalized accuracy, a colour per setting).
 """
 
 from __future__ import annotations
@@ -61,20 +68,24 @@ def setting_of(run_dir: Path, summary: dict) -> str:
         import yaml
 
         items = [str(o) for o in (yaml.safe_load(overrides.read_text()) or [])]
-        items = [o for o in items if o.lstrip("+~").split("=", 1)[0] not in ("seed", "hydra.run.dir", "hydra.sweep.dir")]
+        items = [o for o in items if o.lstrip("+~").split("=", 1)[0]
+                 not in ("seed", "replicas", "hydra.run.dir", "hydra.sweep.dir")]
         return " ".join(sorted(items)) or "(defaults)"
     return f"algorithm={summary.get('algorithm')} dataset={summary.get('dataset')} model={summary.get('model')}"
 
 
 def aggregate(run_dirs: list[Path]) -> list[dict]:
     """One entry per setting: {setting, runs, seeds, stats: {key: {mean, std, n}}}."""
-    groups: dict[str, list[tuple[Path, dict]]] = {}
+    groups: dict[str, list[tuple[Path, dict, int | None]]] = {}
     for d in run_dirs:
         summary = json.loads((Path(d) / "summary.json").read_text())
-        groups.setdefault(setting_of(Path(d), summary), []).append((Path(d), summary))
+        setting = setting_of(Path(d), summary)
+        parts = summary.get("replicas")
+        for i, part in (enumerate(parts) if parts else [(None, summary)]):  # a replicated run: one entry per replica
+            groups.setdefault(setting, []).append((Path(d), part, i))
     out = []
     for setting, runs in groups.items():
-        flat = [flatten(s) for _, s in runs]
+        flat = [flatten(s) for _, s, _ in runs]
         keys = [k for k in flat[0]] + [k for f in flat[1:] for k in f if k not in flat[0]]
         stats = {}
         for k in dict.fromkeys(keys):
@@ -82,8 +93,9 @@ def aggregate(run_dirs: list[Path]) -> list[dict]:
             if vals:
                 stats[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
                             "n": len(vals)}
-        out.append({"setting": setting, "runs": [str(d) for d, _ in runs],
-                    "seeds": [s.get("seed") for _, s in runs], "stats": stats})
+        out.append({"setting": setting, "runs": [str(d) for d, _, _ in runs],
+                    "replica": [i for _, _, i in runs],  # the replica of a replicated run (None: a plain run)
+                    "seeds": [s.get("seed") for _, s, _ in runs], "stats": stats})
     return out
 
 
@@ -124,6 +136,91 @@ def write_report(groups: list[dict], out_dir: Path, metrics=DEFAULT_METRICS) -> 
     return "\n".join(lines)
 
 
+def _final_key(keys) -> str | None:
+    """The personalized accuracy the plots show: after the most reported local epochs."""
+    from pfl.engine import names
+
+    pers = names.pers_epochs(keys)
+    return names.pers(pers[-1]) if pers else None
+
+
+def band_series(run_dirs: list[str | Path], key: str, replicas: list | None = None
+                ) -> tuple[list[float], list[float], list[float]]:
+    """Rounds, mean and sample std (0 for one run) of metrics.csv column `key` over runs, per round
+    where at least one run has it. `replicas[j]` (not None): run j is that replica of a replicated
+    run, whose column is `replica<r>/<key>` (pfl.engine.replicas)."""
+    from pfl.engine.replicas import replica_name
+    from pfl.report.collect import read_metrics
+
+    by_round: dict[float, list[float]] = {}
+    for d, r in zip(run_dirs, replicas or [None] * len(run_dirs)):
+        column = key if r is None else replica_name(r, key)
+        for row in read_metrics(Path(d)):
+            if column in row and not math.isnan(row[column]):
+                by_round.setdefault(row["round"], []).append(row[column])
+    rounds = sorted(by_round)
+    return (rounds, [statistics.fmean(by_round[r]) for r in rounds],
+            [statistics.stdev(by_round[r]) if len(by_round[r]) > 1 else 0.0 for r in rounds])
+
+
+def write_plots(groups: list[dict], out_dir: Path) -> list[Path]:
+    """seeds_bands.png and seeds_scatter.png (the first paper's Figures 1 and 3) in out_dir."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from pfl.engine import names
+    from pfl.report.collect import read_metrics
+
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
+    common = set.intersection(*(set(g["setting"].split()) for g in groups)) if len(groups) > 1 else set()
+    label = {g["setting"]: " ".join(t for t in g["setting"].split() if t not in common) or g["setting"] for g in groups}
+    written = []
+    bands, scatter = Figure(figsize=(7.0, 4.4), dpi=110), Figure(figsize=(5.6, 4.4), dpi=110)
+    FigureCanvasAgg(bands), FigureCanvasAgg(scatter)
+    ax, sx = bands.add_subplot(1, 1, 1), scatter.add_subplot(1, 1, 1)
+    drawn = False
+    for i, g in enumerate(groups):
+        c = colours[i % len(colours)]
+        keys = {k for d in g["runs"] for row in read_metrics(Path(d)) for k in row}
+        pers = _final_key(keys)
+        for key, style, what in ((names.initial(), "--", "initial"), (pers, "-", "personalized")):
+            if key is None or key not in keys:
+                continue
+            rounds, mean, std = band_series(g["runs"], key, g.get("replica"))
+            ax.plot(rounds, mean, style, color=c, label=f"{label[g['setting']]}, {what}")
+            ax.fill_between(rounds, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=c, alpha=0.2)
+            drawn = True
+        pts = []
+        for d, r in zip(g["runs"], g.get("replica") or [None] * len(g["runs"])):
+            s = json.loads((Path(d) / "summary.json").read_text())
+            s = s if r is None else s["replicas"][r]
+            k = max(s.get("personalized_accuracy") or {"": None}, key=lambda e: int(e) if e.isdigit() else -1)
+            if s.get("initial_accuracy") is not None and (s.get("personalized_accuracy") or {}).get(k) is not None:
+                pts.append((s["initial_accuracy"], s["personalized_accuracy"][k]))
+        if pts:
+            sx.scatter(*zip(*pts), color=c, s=22, label=f"{label[g['setting']]} ({len(pts)} runs)")
+    if drawn:
+        ax.set_xlabel("round")
+        ax.set_ylabel("held-out accuracy")
+        ax.set_title("mean ± 1 std over seeds (dashed: initial, solid: personalized)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, handlelength=3)
+        bands.tight_layout()
+        bands.savefig(out_dir / "seeds_bands.png")
+        written.append(out_dir / "seeds_bands.png")
+    if sx.collections:
+        sx.set_xlabel("initial accuracy (held-out)")
+        sx.set_ylabel("personalized accuracy (held-out)")
+        sx.set_title("one point per seed", fontsize=9)
+        sx.grid(alpha=0.3)
+        sx.legend(fontsize=7)
+        scatter.tight_layout()
+        scatter.savefig(out_dir / "seeds_scatter.png")
+        written.append(out_dir / "seeds_scatter.png")
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pfl.report.seeds", description=__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="+", help="multirun directories or run directories")
@@ -134,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"error: no run directory with summary.json under {' '.join(args.paths)}")
         return 2
-    print(write_report(aggregate(runs), Path(args.out or args.paths[0]), args.metrics))
+    groups = aggregate(runs)
+    out = Path(args.out or args.paths[0])
+    print(write_report(groups, out, args.metrics))
+    for path in write_plots(groups, out):
+        print(f"wrote {path}")
     return 0
 
 

@@ -17,10 +17,14 @@ def normalized(weights: Tensor) -> Tensor:
     return weights / weights.sum().clamp(min=1e-12)
 
 
+def weighted_sum(stacked: Params, weights: Tensor) -> Params:
+    """Σ_i w_i x_i for every tensor of `stacked` ([C, ...] each)."""
+    return {k: torch.einsum("c,c...->...", weights.to(v.dtype), v) for k, v in stacked.items()}
+
+
 def weighted_mean(stacked: Params, weights: Tensor) -> Params:
     """Σ_i w_i x_i / Σ_i w_i for every tensor of `stacked` ([C, ...] each)."""
-    w = normalized(weights)
-    return {k: torch.einsum("c,c...->...", w.to(v.dtype), v) for k, v in stacked.items()}
+    return weighted_sum(stacked, normalized(weights))
 
 
 def mean(stacked: Params) -> Params:

@@ -208,8 +208,16 @@ def _schema(target: str, group: str):
     return schema(target, exclude=runtime(), extra=extra)
 
 
+_REGISTERED: set[str] = set()  # conf dirs whose schemas are in the ConfigStore (a process-wide singleton)
+
+
 def register(conf_dir: str | Path | None = None) -> None:
-    """Store the top-level schema and the schema of every target the configs name (default: CONF_DIR)."""
+    """Store the top-level schema and the schema of every target the configs name (default: CONF_DIR).
+    Once per directory and process: the CLI's pre-check and Hydra's own run both call it, and each
+    call reads every YAML file and imports every target."""
+    key = str(Path(conf_dir or CONF_DIR).resolve())
+    if key in _REGISTERED and "schema.yaml" in ConfigStore.instance().repo:
+        return
     cs = ConfigStore.instance()
     cs.store(name="schema", node=Config)
     for group_dir in sorted(p for p in Path(conf_dir or CONF_DIR).iterdir() if p.is_dir()):
@@ -220,6 +228,7 @@ def register(conf_dir: str | Path | None = None) -> None:
                 except Exception:  # noqa: BLE001 - an unimportable target: composing reports the missing schema
                     continue
                 cs.store(name=target, node=node, provider="pfl")  # a root config named by its target
+    _REGISTERED.add(key)
 
 
 # -- names ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ the results along a leading client axis.
   and LSTMs on a CPU.
 - `auto`: vmap on accelerators, and on a CPU for models made of dense layers
   only; sequential on a CPU for models with convolutions or recurrences
-  (measured with `python -m pfl.bench.engine_round`).
+  (measured with `python -m pfl.bench`, docs/performance.md).
 
 Under Lightning's distributed strategy a backend also carries a `Shard`
 (this process's rank among `world` processes): `map` then computes only this
@@ -122,10 +122,6 @@ def _chunk(data, sl: slice):
     return _rebuild(data, parts)
 
 
-def _stack(results: list):
-    return tree_map(lambda *xs: torch.stack(xs), *results)
-
-
 def _steps_n(data) -> Tensor:
     """The example counts step loops count over: the first part's (the client's training data)."""
     return _parts(data)[0].n
@@ -154,8 +150,20 @@ class Shard:
         dist.all_reduce(t)
         return int(t)
 
+    def sum(self, t: Tensor) -> Tensor:
+        """The elementwise sum of `t` over the ranks (the same result on every rank)."""
+        if self.world == 1:
+            return t
+        import torch.distributed as dist
+
+        out = t.clone()
+        dist.all_reduce(out)
+        return out
+
     def gather(self, local, num: int):
         """Every rank's block of results (leading axis), concatenated in rank order: all `num` rows."""
+        if self.world == 1:
+            return local
         import torch.distributed as dist
 
         per = -(-num // self.world)
@@ -198,28 +206,42 @@ class Backend:
         test); `state` (optional) a dict of tensors with a leading client axis;
         `progress(n)` (optional) is told after every n clients done (here, times
         the number of ranks: an estimate of the whole)."""
-        num = keys.shape[0]
         if self.shard.world == 1:
             return self._map(fn, shared, data, keys, state, progress)
+        mine, _ = self.map_own(fn, shared, data, keys, state, progress)
+        return self.shard.gather(mine, keys.shape[0])
+
+    def map_own(self, fn: Callable, shared, data, keys: Tensor, state=None, progress=None):
+        """(results, count): `map` of this rank's block of the clients only, not gathered. `count` is
+        the number of real rows: 0 where this rank has no client (the one row is then a stand-in,
+        computed on client 0 so that shapes agree across ranks; its results must not count)."""
+        num = keys.shape[0]
         sl = self.shard.part(num)
-        if sl.start == sl.stop:  # no client here: compute a stand-in row (shapes for the gather), dropped there
+        own = sl.stop - sl.start
+        if own == 0:
             sl = slice(0, 1)
-        scaled = None if progress is None else (lambda n: progress(n * self.shard.world))
+        scaled = None if progress is None or self.shard.world == 1 else (lambda n: progress(n * self.shard.world))
         mine = self._map(fn, shared, _chunk(data, sl), keys[sl], None if state is None else tree_map(lambda t: t[sl], state),
-                         scaled)
-        return self.shard.gather(mine, num)
+                         scaled or progress)
+        return mine, own
 
     def _map(self, fn: Callable, shared, data, keys: Tensor, state=None, progress=None):
         num = keys.shape[0]
         tick = progress or (lambda n: None)
         if self.kind == "sequential":
-            out = []
+            # each client's result goes straight into its row of the stacked output: one copy of the
+            # cohort's results in memory (a list of them and then their stack would be two)
+            out = None
             for i in range(num):
                 st = None if state is None else tree_map(lambda t: t[i], state)
                 d = _client(data, i)
-                out.append(fn(shared, d, keys[i], st, StepLoop(_steps_n(d))))
+                res = fn(shared, d, keys[i], st, StepLoop(_steps_n(d)))
+                if out is None:
+                    out = tree_map(lambda t: t.new_empty((num, *t.shape)), res)
+                tree_map(lambda dst, src: dst[i].copy_(src), out, res)
+                del res
                 tick(1)
-            return _stack(out)
+            return out
         chunk = self.chunk_size or num
         out = []
         for start in range(0, num, chunk):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
+from pfl import aggregate as agg
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate
 from pfl.algorithms.local import LocalTrainer
@@ -55,11 +56,58 @@ def cohort_keys(seed: int, r: int, ids: Tensor) -> Tensor:
 def client_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
                    keys: Tensor, client_state: dict | None = None) -> ClientUpdate:
     """Every client's `client_update` (stacked), each on the backend's step loop."""
+    return backend.map(_client_fn(algorithm, local), sent, data, keys, client_state)
 
+
+def _client_fn(algorithm: Algorithm, local: LocalTrainer):
     def client(shared, d, k, st, loop):
         return algorithm.client_update(local.using(loop), shared, d, k, st)
 
-    return backend.map(client, sent, data, keys, client_state)
+    return client
+
+
+def reduces_by_sum(algorithm: Algorithm) -> bool:
+    """True when the algorithm keeps the default aggregate (the weighted mean of Δ) and server step
+    (which reads Δ only). Then Δ is summed as it is computed instead of stacking every client's Δ
+    (C models) first: the sequential backend folds each client into one running sum, and ranks
+    all-reduce their partial sums (one model) instead of all-gathering every Δ. The same Δ up to
+    the order of the floating-point sum."""
+    cls = type(algorithm)
+    return cls.aggregate is Algorithm.aggregate and cls.server_update is Algorithm.server_update
+
+
+def _summed_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
+                    keys: Tensor, client_state: dict | None = None) -> tuple[ClientUpdate, dict]:
+    """(updates, Δ): Δ the cohort's weighted mean, summed over this rank's clients (as they are
+    computed, in the sequential backend) and then over the ranks. In `updates`, weight, metrics and
+    state have every client's row; delta and extra only this rank's (sequential: the first client's),
+    which is what bytes_exchanged reads (one client's share)."""
+    shard, fn = backend.shard, _client_fn(algorithm, local)
+    running, first = {}, {}
+    if backend.kind == "sequential":
+        inner = fn
+
+        def fn(shared, d, k, st, loop):  # noqa: F811 - the client, its weighted Δ folded into `running`
+            u = inner(shared, d, k, st, loop)
+            with torch.no_grad():
+                for name, v in u.delta.items():
+                    wv = u.weight.to(v.dtype) * v
+                    running[name] = wv if name not in running else running[name].add_(wv)
+            first.setdefault("delta", u.delta)
+            return u._replace(delta={})
+
+    mine, own = backend.map_own(fn, sent, data, keys, client_state)
+    weight = mine.weight if own else torch.zeros_like(mine.weight)  # a stand-in row counts for nothing
+    total = shard.sum(weight.sum()).clamp(min=1e-12)
+    with torch.no_grad():
+        if backend.kind == "sequential":
+            delta = {k: shard.sum(v if own else torch.zeros_like(v)) / total.to(v.dtype) for k, v in running.items()}
+            own_delta = {k: v.unsqueeze(0) for k, v in first["delta"].items()}
+        else:
+            delta = {k: shard.sum(v) for k, v in agg.weighted_sum(mine.delta, weight / total).items()}
+            own_delta = mine.delta
+    rows = shard.gather((mine.weight, mine.metrics, mine.state), int(keys.shape[0]))
+    return ClientUpdate(own_delta, rows[0], rows[1], rows[2], mine.extra), delta
 
 
 def run_round(
@@ -78,20 +126,30 @@ def run_round(
         theta = {k: v.detach() for k, v in server.params.items()}
     sent = algorithm.broadcast(theta, broadcast_key, server.state)
     flops = None
+    # the default aggregate: sum Δ as it comes (sequential backend, several ranks) instead of stacking it
+    reduce = reduces_by_sum(algorithm) and (backend.kind == "sequential" or backend.shard.world > 1)
+
+    def compute():
+        if reduce:
+            return _summed_updates(algorithm, local, backend, sent, data, keys, client_state)
+        return client_updates(algorithm, local, backend, sent, data, keys, client_state), None
+
     if count_flops:
         with FlopCounterMode(display=False) as counter:
-            updates = client_updates(algorithm, local, backend, sent, data, keys, client_state)
+            updates, delta = compute()
         flops = int(counter.get_total_flops())
     else:
-        updates = client_updates(algorithm, local, backend, sent, data, keys, client_state)
-    return finish_round(algorithm, server, sent, updates, int(keys.shape[0]), client_state, flops)
+        updates, delta = compute()
+    return finish_round(algorithm, server, sent, updates, int(keys.shape[0]), client_state, flops, delta)
 
 
 def finish_round(algorithm: Algorithm, server: Server, sent, updates: ClientUpdate, num: int,
-                 client_state: dict | None, flops: int | None) -> RoundResult:
-    """The server's half of a round, from the cohort's stacked updates: aggregate, server step, bookkeeping."""
+                 client_state: dict | None, flops: int | None, delta: dict | None = None) -> RoundResult:
+    """The server's half of a round, from the cohort's stacked updates: aggregate (unless `delta`, the
+    aggregate already summed as the updates came, is given), server step, bookkeeping."""
     with torch.no_grad():
-        delta = algorithm.aggregate(updates, server.state)
+        if delta is None:
+            delta = algorithm.aggregate(updates, server.state)
         server.state = algorithm.server_update(server.params, delta, server.optimizer, server.state, updates)
     down, up = algorithm.bytes_exchanged(sent, updates)
     metrics = {k: float(v.float().mean()) for k, v in updates.metrics.items()}

@@ -182,9 +182,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     write_client_records(run_dir, module.last_eval.get("results", {}))
     try:  # plots/*.png from the files above (W&B uploads them in log_summary)
         write_run_plots(run_dir)
-        held = module.last_eval.get("results", {}).get("heldout")
-        if held is not None and held.local_accuracy is not None:
-            scatter_plot(held, max(module.report_epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
+        head = module.last_eval.get("results", {}).get(module.personalization.headline)  # Acc_local's population
+        if head is not None and head.local_accuracy is not None:
+            scatter_plot(head, max(module.report_epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
     except Exception as exc:  # noqa: BLE001 - the results are already on disk; a plot must not fail the run
         log.warning("plots not written: %s (redraw: python -m pfl.report.run_plots %s)", exc, run_dir)
     for lg in loggers:

@@ -10,9 +10,12 @@ module only schedules it and knows no particular algorithm. Per round:
 
 A run is a list of stages (one for most algorithms; Personalized FedAvg has
 two), each with its own algorithm, server optimizer and number of rounds.
-Every `eval_every` rounds, at each stage's end and at the end the held-out
-clients (and a fixed sample of training clients) are personalized and
-evaluated.
+Every `eval_every` rounds, at each stage's end and at the end the clients of
+`personalization.population` are personalized and evaluated (the headline
+population first; evaluations before the last may use `interim_*` samples,
+the last is complete). Every `personalization.track_every` rounds a fixed
+sample of the headline clients is measured for rounds to target (initial
+accuracy, Pers.k of `track_epochs`).
 
 Costs are measured, not estimated: bytes from the tensors actually exchanged
 (`algorithm.bytes_exchanged`), and FLOPs of the first round of each stage with
@@ -115,6 +118,7 @@ class FederatedModule(pl.LightningModule):
             self._state_names = {_safe(k): k for k in state}
         self.register_buffer("round", torch.zeros((), dtype=torch.int64))
         self.history: list[dict] = []  # one dict per evaluation (kept in the checkpoint)
+        self.track_history: list[dict] = []  # one dict per tracked round (kept in the checkpoint)
         self.bytes_total = {"down": 0, "up": 0}
         self.flops: dict[str, int] = {}  # stage name -> FLOPs of its first round (all clients of the cohort)
         self._local_reference: dict = {}  # (population, clients) -> local-only accuracies (computed once)
@@ -200,11 +204,30 @@ class FederatedModule(pl.LightningModule):
                         names.BYTES_UP: out.bytes_up, names.BYTES_DOWN_TOTAL: self.bytes_total["down"],
                         names.BYTES_UP_TOTAL: self.bytes_total["up"]})
         self.log("loss", metrics.get(names.train("loss"), float("nan")), prog_bar=True, on_step=True, logger=False)
+        track_every = self.personalization.track_every
+        if track_every and ((r + 1) % track_every == 0 or r + 1 == self.total_rounds):
+            metrics.update(self.track(r + 1))
         stage_end = sum(s.rounds for s in self.stages[: si + 1])
         if (r + 1) % self.eval_every == 0 or r + 1 == self.total_rounds or r + 1 == stage_end:
             metrics = self.evaluate_and_log(r + 1, metrics)  # also at each stage's end: the model a stage hands on
         elif (r + 1) % max(int(getattr(self.trainer, "log_every_n_steps", 1) or 1), 1) == 0:
             self._log_row(metrics, r + 1)
+
+    def track(self, r: int) -> dict:
+        """Rounds-to-target measurement after round r: the tracked sample of the headline clients,
+        initial accuracy (forward only) and Pers.k for `track_epochs`; kept in `track_history`."""
+        t = time.perf_counter()
+        p = self.personalization
+        clients = self.sample(p.headline, p.track_clients)
+        ks = sorted(set(int(k) for k in p.track_epochs))
+        row = {}
+        if len(clients):
+            curve = self.personalize(p.headline, clients, epochs=max(ks, default=0)).mean_accuracy()
+            row = {names.tracked(k): float(curve[k]) for k in [0, *ks]}
+        row[names.TRACK_S] = time.perf_counter() - t
+        self.track_history.append({names.ROUND: r, names.BYTES_DOWN_TOTAL: self.bytes_total["down"],
+                                   names.BYTES_UP_TOTAL: self.bytes_total["up"], **row})
+        return row
 
     def _log_row(self, row: dict, r: int) -> None:
         """One row to every logger at step = round: the round's training metrics, and the evaluation's."""
@@ -214,7 +237,8 @@ class FederatedModule(pl.LightningModule):
             lg.log_metrics(metrics, step=r)
 
     # -- personalization evaluation -------------------------------------------
-    def personalize(self, population: str, clients: Tensor | None = None, progress=None) -> PersonalizationResult:
+    def personalize(self, population: str, clients: Tensor | None = None, progress=None,
+                    epochs: int | None = None) -> PersonalizationResult:
         pop = getattr(self.data, population)
         if clients is None:
             clients = torch.arange(len(pop))
@@ -226,7 +250,8 @@ class FederatedModule(pl.LightningModule):
             state = {self._state_names[k]: v.detach()[rows] for k, v in self.client_state.items()}
         self.model.train()
         return personalize(
-            alg, self.personalize_local, params, pop, clients.to(self.device), self.curve_epochs,
+            alg, self.personalize_local, params, pop, clients.to(self.device),
+            self.curve_epochs if epochs is None else epochs,
             rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
             self.backend, self.eval_chunk_size, progress=progress, state=state,
         )
@@ -242,12 +267,13 @@ class FederatedModule(pl.LightningModule):
             init = {k: v.detach() for k, v in self.local.task.init_params().items()}
             self._local_reference[key] = local_reference(
                 self.personalize_local, init, getattr(self.data, population), clients.to(self.device),
-                p.local_epochs, p.local_lr, rng.key(self.seed, 0xE7A1, 3).to(self.device),
+                p.local_epochs, p.local_lr, rng.key(self.seed, 0xE7A1, 3 if population == "heldout" else 4).to(self.device),
                 self.backend, self.eval_chunk_size, self.local_cache_dir, progress,
             )
         return self._local_reference[key]
 
     def eval_clients(self, population: str) -> Tensor:
+        """The clients of the complete (last) evaluation of `population`: all, or a fixed seeded sample."""
         n = len(getattr(self.data, population))
         p = self.personalization
         limit = p.heldout_clients if population == "heldout" else p.train_clients
@@ -255,6 +281,15 @@ class FederatedModule(pl.LightningModule):
             return torch.arange(n)
         g = torch.Generator().manual_seed(int(rng.key(self.seed, 0x5A3E, len(population))))
         return torch.randperm(n, generator=g)[:limit].sort().values
+
+    def sample(self, population: str, limit: int | None) -> Tensor:
+        """A fixed seeded sample of `limit` of eval_clients(population) (None: all of them); the interim
+        and tracked samples both come from this one order, so the smaller is inside the larger."""
+        full = self.eval_clients(population)
+        if limit is None or limit >= len(full):
+            return full
+        g = torch.Generator().manual_seed(int(rng.key(self.seed, 0x7AC4, len(population))))
+        return full[torch.randperm(len(full), generator=g)[:limit]].sort().values
 
     def _eval_bar(self, r: int, total: int):
         """A progress bar over the evaluation's clients, below the rounds bar (rank 0, when bars are on)."""
@@ -279,18 +314,26 @@ class FederatedModule(pl.LightningModule):
         t_eval = time.perf_counter()
         results = {}
         row = dict(train_metrics)
-        plan = {pop: self.eval_clients(pop) for pop in ("heldout", "train")}
+        p = self.personalization
+        final = r >= self.total_rounds  # the last evaluation is complete; earlier ones may be samples
+        pops = p.populations()
+        plan = {pop: self.eval_clients(pop) if final else self.sample(pop, p.interim_clients) for pop in pops}
+        extra = [k for s in self.stages for k in s.algorithm.report_epochs]
+        epochs = self.curve_epochs if final else p.interim_curve_length(extra)
+        head = p.headline
+        full_head = self.eval_clients(head)  # Acc_local: once for the complete headline set, then indexed
         total = sum(len(c) for c in plan.values())
-        if self.personalization.local_baseline and ("heldout", tuple(int(c) for c in plan["heldout"])) not in self._local_reference:
-            total += len(plan["heldout"])  # the local-only reference is computed on the first evaluation
+        if p.local_baseline and (head, tuple(int(c) for c in full_head)) not in self._local_reference:
+            total += len(full_head)  # the local-only reference is computed on the first evaluation
         bar = self._eval_bar(r, total)
         tick = None if bar is None and self.interrupt_check is None else self._ticker(bar)
         for pop, clients in plan.items():
             if len(clients) == 0:
                 continue
-            res = self.personalize(pop, clients, tick)
-            if pop == "heldout" and self.personalization.local_baseline:
-                res.local_accuracy = self.local_reference(pop, clients, tick)
+            res = self.personalize(pop, clients, tick, epochs=epochs)
+            if pop == head and p.local_baseline:
+                ref = self.local_reference(pop, full_head, tick)
+                res.local_accuracy = ref[torch.searchsorted(full_head, clients.cpu())]
                 for k, frac in beats_local(res, self.report_epochs).items():
                     row[names.beats_local(k, pop)] = frac
                 row[names.local(pop)] = float(res.local_accuracy[res.num_test > 0].mean())
@@ -307,15 +350,17 @@ class FederatedModule(pl.LightningModule):
         if bar is not None:
             bar.close()
         row[names.EVAL_S] = time.perf_counter() - t_eval  # seconds this evaluation took
+        row[names.EVAL_CLIENTS] = total
         row[names.WALL_S] = time.perf_counter() - self._t0
         self.history.append(row)
         self.last_eval = {"row": row, "results": results}
         if self.on_evaluation is not None:
             self.on_evaluation(r, row, results)
         self._log_row(row, r)
-        shown = {k.replace("heldout/", ""): v for k, v in row.items()
-                 if k.startswith("heldout/") and isinstance(v, float) and "frac" not in k}
-        _info(f"round {r}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
+        prefix = names.PREFIX[head] + "/"
+        shown = {k.replace(prefix, ""): v for k, v in row.items()
+                 if k.startswith(prefix) and isinstance(v, float) and "frac" not in k}
+        _info(f"round {r}: {names.PREFIX[head]} " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
               + f" (evaluation {row[names.EVAL_S]:.1f} s)")
         return row
 
@@ -323,6 +368,7 @@ class FederatedModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["pfl"] = {
             "history": self.history,
+            "track_history": self.track_history,
             "bytes_total": dict(self.bytes_total),
             "flops": dict(self.flops),
             "rng": {"torch": torch.get_rng_state()},
@@ -333,6 +379,7 @@ class FederatedModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         extra = checkpoint.get("pfl", {})
         self.history = list(extra.get("history", []))
+        self.track_history = list(extra.get("track_history", []))
         self.bytes_total = dict(extra.get("bytes_total", {"down": 0, "up": 0}))
         self.flops = dict(extra.get("flops", {}))
         if "server_states" in extra:

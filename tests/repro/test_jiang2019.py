@@ -73,7 +73,8 @@ def test_table1_fedavg_then_table3_and_table2_finetune_from_its_checkpoint(tmp_p
     summary, cfg = run(["experiment=jiang2019_table1", "algorithm.local_epochs=1"], base)
     assert cfg.server_opt.momentum == 0.9 and cfg.personalization.client_opt.batch_size == 100
     assert summary["algorithm"] == "fedavg"
-    assert set(summary["rounds_to_target"]) == {"initial"} | {f"personalized_{k}" for k in cfg.personalization.epochs}
+    ks = cfg.personalization.epochs
+    assert set(summary["rounds_to_target"]) == {"initial"} | {str(k) for k in ks} | {f"personalized_{k}" for k in ks}
     saved = load_global_params(base)
     assert torch.equal(saved["head.weight"], load_global_params(base / "checkpoints" / "last.ckpt")["head.weight"])
 

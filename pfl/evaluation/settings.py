@@ -35,11 +35,11 @@ POPULATIONS = {"heldout": ("heldout", "train"), "train": ("train",), "both": ("t
 class PersonalizationSettings(Settings):
     epochs: List[int] = setting(default_factory=lambda: [1, 5], check=_epochs,  # k whose personalized accuracy is reported
                                 allowed="a list of integers >= 1, e.g. [1,5]")
-    curve_epochs: int = setting(10, integer(ge=0))  # the personalization curve covers k = 0..max(curve_epochs, max(epochs))
+    curve_epochs: int = setting(5, integer(ge=0))  # the personalization curve covers k = 0..max(curve_epochs, max(epochs))
     population: str = setting("heldout", one_of("heldout", "train", "both"))  # the headline clients (module docstring)
     heldout_clients: Optional[int] = setting(None, optional(integer(ge=1)))  # null: every held-out client
     train_clients: Optional[int] = setting(50, optional(integer(ge=0)))  # training clients evaluated (null: all)
-    interim_clients: Optional[int] = setting(None, optional(integer(ge=1)))  # per population, evaluations before the last (null: as the last)
+    interim_clients: Optional[int] = setting(10, optional(integer(ge=1)))  # per population, evaluations before the last (null: as the last)
     interim_curve_epochs: Optional[int] = setting(None, optional(integer(ge=0)))  # curve of evaluations before the last (null: as the last)
     track_every: int = setting(1, integer(ge=0))  # rounds between rounds-to-target measurements (0: only at evaluations)
     track_clients: Optional[int] = setting(20, optional(integer(ge=1)))  # fixed sample of the headline clients tracked (null: all evaluated)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 from pfl.config_errors import is_int
-from pfl.settings import Settings, integer, number, one_of, optional, setting
+from pfl.settings import Settings, integer, number, optional, relation, setting
 
 
 def _epochs(v) -> bool:
@@ -36,7 +36,9 @@ class PersonalizationSettings(Settings):
     epochs: List[int] = setting(default_factory=lambda: [1, 5], check=_epochs,  # k whose personalized accuracy is reported
                                 allowed="a list of integers >= 1, e.g. [1,5]")
     curve_epochs: int = setting(5, integer(ge=0))  # the personalization curve covers k = 0..max(curve_epochs, max(epochs))
-    population: str = setting("heldout", one_of("heldout", "train", "both"))  # the headline clients (module docstring)
+    population: str = setting("heldout", relation(  # the headline clients (module docstring)
+        lambda v, o: v in POPULATIONS and (v == "heldout" or o.get("train_clients") != 0),
+        "heldout, train or both (train and both need personalization.train_clients other than 0)"))
     heldout_clients: Optional[int] = setting(None, optional(integer(ge=1)))  # null: every held-out client
     train_clients: Optional[int] = setting(50, optional(integer(ge=0)))  # training clients evaluated (null: all)
     interim_clients: Optional[int] = setting(10, optional(integer(ge=1)))  # per population, evaluations before the last (null: as the last)

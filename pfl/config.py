@@ -31,7 +31,7 @@ from pfl.config_errors import ConfigError, UnknownSetting, check, is_int, is_num
 from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import BACKENDS  # defined once, beside the backends
 from pfl.resources import CONF_DIR, SWEEPS_DIR
-from pfl.settings import check_values, integer, locate, number, one_of, optional, schema, setting, validate_node
+from pfl.settings import boolean, check_values, integer, locate, number, one_of, optional, schema, setting, validate_node
 from pfl.sweep.settings import SweepSettings
 
 
@@ -117,6 +117,7 @@ class Config:
     device: str = setting("auto", check=_device_ok, allowed="auto, cpu, cuda, cuda:N or mps")
     stages: Optional[Any] = None
     callbacks: List[Any] = field(default_factory=list)  # extra Lightning callbacks: [{_target_: ..., ...}]
+    plots: bool = setting(True, boolean())  # draw plots/*.png at the end (about a second; off in large sweeps)
     personalization: PersonalizationSettings = field(default_factory=PersonalizationSettings)
     engine: EngineConfig = field(default_factory=EngineConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -180,13 +180,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         return summary
     write_json(run_dir / "summary.json", summary)
     write_client_records(run_dir, module.last_eval.get("results", {}))
-    try:  # plots/*.png from the files above (W&B uploads them in log_summary)
-        write_run_plots(run_dir)
-        head = module.last_eval.get("results", {}).get(module.personalization.headline)  # Acc_local's population
-        if head is not None and head.local_accuracy is not None:
-            scatter_plot(head, max(module.report_epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
-    except Exception as exc:  # noqa: BLE001 - the results are already on disk; a plot must not fail the run
-        log.warning("plots not written: %s (redraw: python -m pfl.report.run_plots %s)", exc, run_dir)
+    if cfg.plots:
+        _plots(run_dir, module, summary)
     for lg in loggers:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)
@@ -244,3 +239,14 @@ def _hydra_run_dir() -> str:
         return HydraConfig.get().runtime.output_dir
     except ValueError:
         return str(Path("outputs") / time.strftime("%Y-%m-%d/%H-%M-%S"))
+
+
+def _plots(run_dir: Path, module, summary: dict) -> None:
+    """plots/*.png from the files written above (W&B uploads them in log_summary); never fails the run."""
+    try:
+        write_run_plots(run_dir)
+        head = module.last_eval.get("results", {}).get(module.personalization.headline)  # Acc_local's population
+        if head is not None and head.local_accuracy is not None:
+            scatter_plot(head, max(module.report_epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
+    except Exception as exc:  # noqa: BLE001 - the results are already on disk; a plot must not fail the run
+        log.warning("plots not written: %s (redraw: python -m pfl.report.run_plots %s)", exc, run_dir)

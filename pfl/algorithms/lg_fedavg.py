@@ -22,32 +22,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
-from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.settings import integer, setting, text
+from pfl.algorithms.split_sharing import SplitSharing
 
 
 @dataclass
-class LGFedAvg(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
-    head: str = setting("head", text("head"))  # prefix of the global layers (emnist_cnn/small_cnn: fc2)
-
-    def init_client_state(self, global_params):
-        return {k: v.detach().clone() for k, v in split_by_prefix(global_params, self.head)[0].items()}
-
-    def broadcast(self, global_params, key, server_state):
-        return split_by_prefix(global_params, self.head)[1]  # the global head only
-
-    def client_update(self, local, sent, data, key, state=None):
-        check_head(local.task, self.head)
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
-        new, loss = local.train({**state, **sent}, data, key, steps)
-        body, head = split_by_prefix(new, self.head)
-        return ClientUpdate(model_delta(sent, head), examples_weight(data), {"loss": loss}, body)
-
-    def personal_model(self, params, state=None):
-        model = self.model_params(params)
-        return model if state is None else {**model, **state}
-
-    def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
-        local.train_by_epoch(self.personal_model(params, state), data, key, epochs, on_epoch)
+class LGFedAvg(SplitSharing):
+    personal = "body"  # the head is shared, the body personal

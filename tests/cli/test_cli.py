@@ -29,6 +29,7 @@ def test_cli_smoke_writes_outputs(tmp_path):
     assert (run / "config.yaml").exists() and (run / "checkpoints" / "last.ckpt").exists()
     assert (run / "clients_heldout.csv").read_text().count("\n") == 1 + 8  # 8 held-out clients
     assert "initial" in proc.stdout and "held-out" in proc.stdout  # the printed table
+    assert not list(run.glob("plots/*.png"))  # plots=false (tests/helpers' TINY) draws none
 
 
 def test_backends_give_the_same_summary(tmp_path):

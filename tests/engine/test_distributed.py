@@ -3,15 +3,14 @@ checkpoint written by either resumes on the other after kill -9."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch.distributed as dist
 
 from tests.helpers import REPO, TINY
+from tests.helpers.runs import kill_once_checkpointed
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
@@ -38,17 +37,8 @@ def _run(run, devices, *extra):
 
 
 def _killed(run, devices):
-    """Start a run, SIGKILL its whole process group (every rank) once a checkpoint exists."""
-    proc = subprocess.Popen(_cmd(run, devices), cwd=run.parent, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    ckpt = run / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists(), "no checkpoint was written before the kill"
-    assert not (run / "summary.json").exists(), "the run finished before it could be killed"
+    """A run of `devices` ranks, SIGKILLed (every rank) once a checkpoint exists."""
+    kill_once_checkpointed(_cmd(run, devices), run, _env())
 
 
 def _close(a, b, path):

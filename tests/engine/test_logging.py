@@ -45,7 +45,8 @@ def test_a_20_round_run_logs_every_round_to_every_logger_under_one_name(tmp_path
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
     proc = subprocess.run([sys.executable, "-m", "pfl", *TINY, *SMALL, "rounds=20", "eval_every=10",
-                           "logger=[csv,wandb,tensorboard]", "logger.wandb.mode=offline", f"hydra.run.dir={tmp_path}"],
+                           "logger=[csv,wandb,tensorboard]", "logger.wandb.mode=offline", "plots=true",
+                            f"hydra.run.dir={tmp_path}"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -2,17 +2,15 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from pfl.run import train
 from tests.helpers import REPO, TINY, compose_cfg
-from tests.helpers.runs import crash_at, same_results
+from tests.helpers.runs import crash_at, kill_once_checkpointed, same_results
 
 
 def test_resume_after_crash_matches_uninterrupted(tmp_path):
@@ -39,15 +37,7 @@ def test_kill_minus_9_then_resume(tmp_path):
         return [sys.executable, "-m", "pfl", *args, f"hydra.run.dir={run}", *extra]
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(cmd(cut), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = cut / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists(), "no checkpoint was written before the kill"
-    assert not (cut / "summary.json").exists(), "the run finished before it could be killed"
+    kill_once_checkpointed(cmd(cut), cut, env, timeout=120)
     done = subprocess.run(cmd(cut, "resume=true"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     full = tmp_path / "full"

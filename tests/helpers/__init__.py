@@ -26,6 +26,7 @@ _TINY = {
     "personalization.curve_epochs": 2,
     "personalization.epochs": "[1,2]",
     "device": "cpu",
+    "plots": "false",  # PNGs are ~40% of a tiny run; the tests that check plots turn them on
 }
 DROP = object()  # tiny(key=DROP): leave the key at the config's default
 

@@ -45,3 +45,23 @@ def metrics_rows(run_dir: str | Path) -> list[dict]:
     """metrics.csv as a list of {column: text} (one row per evaluated round)."""
     with open(Path(run_dir) / "metrics.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def kill_once_checkpointed(cmd: list[str], run_dir: Path, env: dict, timeout: float = 300) -> None:
+    """Start `cmd` (a `python -m pfl ...` writing to `run_dir`) in its own process group and SIGKILL the
+    whole group (every rank) as soon as its first checkpoint exists; the run must not have finished."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=run_dir.parent, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.time() + timeout
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    assert not (run_dir / "summary.json").exists(), "the run finished before it could be killed"

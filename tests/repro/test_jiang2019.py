@@ -43,7 +43,7 @@ def _png_ok(path: Path) -> bool:
 
 def test_personalized_fedavg_two_stages_metrics_records_and_plots(tmp_path):
     summary, cfg = run(["experiment=personalized_fedavg", "stages.0.rounds=2", "stages.1.rounds=1",
-                        "stages.0.algorithm.local_epochs=2", "stages.1.server_opt.lr=0.003"], tmp_path)
+                        "stages.0.algorithm.local_epochs=2", "stages.1.server_opt.lr=0.003", "plots=true"], tmp_path)
     assert cfg.stages[1].server_opt.lr == 0.003 and cfg.stages[1].server_opt._target_ == "torch.optim.Adam"
     assert summary["algorithm"] == "fedavg+reptile"
     assert summary["stages"] == [{"name": "fedavg", "rounds": 2}, {"name": "reptile", "rounds": 1}]

@@ -120,7 +120,7 @@ def test_each_baseline_runs(name, tmp_path):
 def test_local_baseline_gives_beats_local_fraction(tmp_path, monkeypatch):
     monkeypatch.setenv("PFL_CACHE", str(tmp_path / "cache"))
     s = train(_cfg("algorithm=fedavg", "personalization.local_baseline=true", "personalization.local_epochs=2",
-                   "personalization.local_lr=0.05", "personalization.local_cache=true"), tmp_path)
+                   "personalization.local_lr=0.05", "personalization.local_cache=true", "plots=true"), tmp_path)
     lb = s["local_baseline"]
     assert 0 <= lb["local_accuracy"] <= 1 and set(lb["beats_local_fraction"]) == {"1", "2"}
     with open(tmp_path / "clients_heldout.csv") as f:

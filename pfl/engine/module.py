@@ -252,9 +252,13 @@ class FederatedModule(pl.LightningModule):
         return personalize(
             alg, self.personalize_local, params, pop, clients.to(self.device),
             self.curve_epochs if epochs is None else epochs,
-            rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device),
-            self.backend, self.eval_chunk_size, progress=progress, state=state,
+            self._personalize_key(population), self.backend, self.eval_chunk_size, progress=progress, state=state,
         )
+
+    def _personalize_key(self, population: str) -> Tensor:
+        """The minibatch stream of a population's personalization; the local-only reference uses the same one,
+        so that its Acc_local is exactly the `local` algorithm's personalization (common random numbers)."""
+        return rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device)
 
     def local_reference(self, population: str, clients: Tensor, progress=None) -> Tensor:
         """Per-client accuracy of a model trained on the client alone (the
@@ -267,7 +271,7 @@ class FederatedModule(pl.LightningModule):
             init = {k: v.detach() for k, v in self.local.task.init_params().items()}
             self._local_reference[key] = local_reference(
                 self.personalize_local, init, getattr(self.data, population), clients.to(self.device),
-                p.local_epochs, p.local_lr, rng.key(self.seed, 0xE7A1, 3 if population == "heldout" else 4).to(self.device),
+                p.local_epochs, p.local_lr, self._personalize_key(population),
                 self.backend, self.eval_chunk_size, self.local_cache_dir, progress,
             )
         return self._local_reference[key]

@@ -21,7 +21,7 @@ from pfl.data.federated import Population
 from pfl.evaluation.personalize import PersonalizationResult, personalize
 from pfl.task import Params
 
-CACHE_VERSION = 1  # bump when local training changes
+CACHE_VERSION = 2  # bump when local training changes (2: the population's personalization key)
 
 
 def _fingerprint(*parts) -> str:

@@ -12,7 +12,10 @@ that value's n.
     python -m pfl.report.seeds multirun/2026-01-01/12-00-00 [--metrics KEY ...] [--out DIR]
 
 writes seeds.json (everything) and seeds.csv (the chosen metrics, one row per
-setting) in --out (default: the first path) and prints the table.
+setting) in --out (default: the first path) and prints the table, and two plots of the first paper:
+seeds_bands.png (its Figure 1: held-out initial and personalized accuracy per evaluated round, mean
+± one sample std over the replicas of each setting) and seeds_scatter.png (its Figure 3: one point
+per replica, final initial vs personalized accuracy, a colour per setting).
 """
 
 from __future__ import annotations
@@ -124,6 +127,86 @@ def write_report(groups: list[dict], out_dir: Path, metrics=DEFAULT_METRICS) -> 
     return "\n".join(lines)
 
 
+def _final_key(keys) -> str | None:
+    """The personalized accuracy the plots show: after the most reported local epochs."""
+    from pfl.engine import names
+
+    pers = names.pers_epochs(keys)
+    return names.pers(pers[-1]) if pers else None
+
+
+def band_series(run_dirs: list[str | Path], key: str) -> tuple[list[float], list[float], list[float]]:
+    """Rounds, mean and sample std (0 for one run) of metrics.csv column `key` over runs, per round
+    where at least one run has it."""
+    from pfl.report.collect import read_metrics
+
+    by_round: dict[float, list[float]] = {}
+    for d in run_dirs:
+        for row in read_metrics(Path(d)):
+            if key in row and not math.isnan(row[key]):
+                by_round.setdefault(row["round"], []).append(row[key])
+    rounds = sorted(by_round)
+    return (rounds, [statistics.fmean(by_round[r]) for r in rounds],
+            [statistics.stdev(by_round[r]) if len(by_round[r]) > 1 else 0.0 for r in rounds])
+
+
+def write_plots(groups: list[dict], out_dir: Path) -> list[Path]:
+    """seeds_bands.png and seeds_scatter.png (the first paper's Figures 1 and 3) in out_dir."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from pfl.engine import names
+    from pfl.report.collect import read_metrics
+
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
+    common = set.intersection(*(set(g["setting"].split()) for g in groups)) if len(groups) > 1 else set()
+    label = {g["setting"]: " ".join(t for t in g["setting"].split() if t not in common) or g["setting"] for g in groups}
+    written = []
+    bands, scatter = Figure(figsize=(7.0, 4.4), dpi=110), Figure(figsize=(5.6, 4.4), dpi=110)
+    FigureCanvasAgg(bands), FigureCanvasAgg(scatter)
+    ax, sx = bands.add_subplot(1, 1, 1), scatter.add_subplot(1, 1, 1)
+    drawn = False
+    for i, g in enumerate(groups):
+        c = colours[i % len(colours)]
+        keys = {k for d in g["runs"] for row in read_metrics(Path(d)) for k in row}
+        pers = _final_key(keys)
+        for key, style, what in ((names.initial(), "--", "initial"), (pers, "-", "personalized")):
+            if key is None or key not in keys:
+                continue
+            rounds, mean, std = band_series(g["runs"], key)
+            ax.plot(rounds, mean, style, color=c, label=f"{label[g['setting']]}, {what}")
+            ax.fill_between(rounds, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                            color=c, alpha=0.2)
+            drawn = True
+        pts = []
+        for d in g["runs"]:
+            s = json.loads((Path(d) / "summary.json").read_text())
+            k = max(s.get("personalized_accuracy") or {"": None}, key=lambda e: int(e) if e.isdigit() else -1)
+            if s.get("initial_accuracy") is not None and (s.get("personalized_accuracy") or {}).get(k) is not None:
+                pts.append((s["initial_accuracy"], s["personalized_accuracy"][k]))
+        if pts:
+            sx.scatter(*zip(*pts), color=c, s=22, label=f"{label[g['setting']]} ({len(pts)} runs)")
+    if drawn:
+        ax.set_xlabel("round")
+        ax.set_ylabel("held-out accuracy")
+        ax.set_title("mean ± 1 std over seeds (dashed: initial, solid: personalized)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, handlelength=3)
+        bands.tight_layout()
+        bands.savefig(out_dir / "seeds_bands.png")
+        written.append(out_dir / "seeds_bands.png")
+    if sx.collections:
+        sx.set_xlabel("initial accuracy (held-out)")
+        sx.set_ylabel("personalized accuracy (held-out)")
+        sx.set_title("one point per seed", fontsize=9)
+        sx.grid(alpha=0.3)
+        sx.legend(fontsize=7)
+        scatter.tight_layout()
+        scatter.savefig(out_dir / "seeds_scatter.png")
+        written.append(out_dir / "seeds_scatter.png")
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pfl.report.seeds", description=__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="+", help="multirun directories or run directories")
@@ -134,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     if not runs:
         print(f"error: no run directory with summary.json under {' '.join(args.paths)}")
         return 2
-    print(write_report(aggregate(runs), Path(args.out or args.paths[0]), args.metrics))
+    groups = aggregate(runs)
+    out = Path(args.out or args.paths[0])
+    print(write_report(groups, out, args.metrics))
+    for path in write_plots(groups, out):
+        print(f"wrote {path}")
     return 0
 
 

@@ -50,3 +50,18 @@ def test_cli_writes_json_and_csv(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "seeds.json").read_text())[0]["stats"]["initial_accuracy"]["n"] == 2
     assert "initial_accuracy=0.1500" in capsys.readouterr().out
     assert seeds.main([str(tmp_path / "empty")]) == 2
+
+
+def test_bands_and_scatter_of_replicas(tmp_path):
+    """The first paper's Figure 1 (mean ± std per round) and Figure 3 (one point per replica)."""
+    for s, (a, b) in enumerate([(0.2, 0.5), (0.4, 0.7), (0.6, 0.9)]):
+        d = _job(tmp_path, s, [f"seed={s}"], seed=s, initial_accuracy=b - 0.1, personalized_accuracy={"1": b, "5": b + 0.05})
+        rows = ["round,heldout/initial_acc,heldout/pers_acc_5", f"1,{a},{a + 0.1}", "2,,", f"3,{b},{b + 0.1}"]
+        (d / "metrics.csv").write_text("\n".join(rows) + "\n")
+    runs = [str(tmp_path / str(s)) for s in range(3)]
+    rounds, mean, std = seeds.band_series(runs, "heldout/pers_acc_5")
+    assert rounds == [1.0, 3.0]  # rounds without an evaluation are skipped
+    assert mean == pytest.approx([0.5, 0.8]) and std == pytest.approx([0.2, 0.2])
+    written = seeds.write_plots(seeds.aggregate(seeds.find_runs(tmp_path)), tmp_path)
+    assert [p.name for p in written] == ["seeds_bands.png", "seeds_scatter.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)

@@ -64,15 +64,13 @@ def test_small_grid_cli_multirun(tmp_path):
     assert not (tmp_path / "multi/1").exists()
 
 
-@pytest.mark.parametrize("preset,dataset", [("afml2023_grid_cifar100", "cifar100"),
-                                            ("afml2023_grid_shakespeare", "shakespeare")])
+@pytest.mark.parametrize("preset,dataset", [("afml2023_figure3_cifar100", "cifar100"),
+                                            ("afml2023_figure3_shakespeare", "shakespeare")])
 def test_paper_grids_compose(preset, dataset):
-    if not (Path(CONF_DIR) / "dataset" / f"{dataset}.yaml").is_file():
-        pytest.skip(f"dataset={dataset} comes from the data sets branch")
     grid = _grid(preset)
-    assert grid["zeta"] == ["0.1", "0.3", "0.5", "0.7", "0.9"]
-    assert grid["algorithm"] == ["fedavg_ft", "perfedavg", "apfl", "afml"]
-    for zeta, alg in itertools.product(*grid.values()):
+    assert grid["zeta"] == [f"{z / 10:.1f}" for z in range(11)]  # Figure 3's axis: zeta over [0, 1]
+    assert grid["algorithm"] == ["fedavg_ft", "perfedavg", "apfl", "afml", "fedmeta"]
+    for zeta, alg in itertools.product(["0.0", "1.0"], grid["algorithm"]):
         cfg = _compose([f"experiment={preset}", f"zeta={zeta}", f"algorithm={alg}"])
         validate(cfg)
         assert cfg.dataset.name == dataset and cfg.personalization.local_baseline

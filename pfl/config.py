@@ -39,11 +39,19 @@ def _device_ok(v) -> bool:
     return isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:"))
 
 
+def _chunk_ok(v) -> bool:
+    return v is None or v == "auto" or (is_int(v) and v >= 1)
+
+
 @dataclass
 class EngineConfig:
     backend: str = setting("auto", one_of(*BACKENDS))
-    chunk_size: Optional[int] = setting(None, optional(integer(ge=1)))  # clients per vmap call in training (null: the whole cohort)
-    eval_chunk_size: Optional[int] = setting(64, optional(integer(ge=1)))  # clients per vmap call during evaluation
+    # clients per vmap call in training (null: the whole cohort; auto: from free device memory, pfl.chunking)
+    chunk_size: Any = setting(None, check=_chunk_ok, allowed="null, auto or an integer >= 1")
+    eval_chunk_size: Any = setting(64, check=_chunk_ok, allowed="null, auto or an integer >= 1")  # clients per vmap call during evaluation
+    # float32 matmuls: torch.set_float32_matmul_precision; "high" lets CUDA use TF32 (Ampere and later)
+    matmul_precision: str = setting("highest", one_of("highest", "high", "medium"))
+    compile: bool = setting(False, check=lambda v: isinstance(v, bool), allowed="true or false")  # torch.compile the vmapped client step
 
 
 @dataclass
@@ -77,6 +85,20 @@ def trainer_settings(cfg: DictConfig) -> dict:
     return {k: v for k, v in t.items() if k not in ("devices", "num_nodes", "strategy") and v is not None}
 
 
+def _check_replicas(cfg: DictConfig) -> None:
+    """replicas > 1 runs in one process (pfl.engine.replicas); what it does not cover stops here."""
+    r = cfg.get("replicas", 1)
+    if r is None or int(r) <= 1:
+        return
+    devices = (cfg.get("trainer") or {}).get("devices", 1)
+    check(devices in (1, "1", None) and int((cfg.get("trainer") or {}).get("num_nodes", 1) or 1) == 1,
+          "replicas", r, "1 when trainer.devices or trainer.num_nodes is above 1 (replicas run in one process; "
+          "use seeds as separate runs there)")
+
+
+_PRECISIONS = ("32", "32-true", "bf16", "bf16-mixed", "16", "16-mixed")
+
+
 def _check_trainer(node: dict) -> None:
     import difflib
 
@@ -87,6 +109,9 @@ def _check_trainer(node: dict) -> None:
         if key == "precision" and str(value) in ("64", "64-true", "double"):
             raise ConfigError("trainer.precision", value, "null, 32-true, 16-mixed or bf16-mixed (the client data "
                               "stay float32, so 64-true cannot run)")
+        if key == "precision" and value is not None and str(value) not in _PRECISIONS:
+            raise ConfigError("trainer.precision", value, "null, 32-true, bf16-mixed or 16-mixed (parameters stay "
+                              "float32; the client computation autocasts: pfl.task.Task)")
         if key in TRAINER_OWNED:
             use = TRAINER_OWNED[key]
             raise ConfigError(f"trainer.{key}", value, f"nothing: pfl sets it{f' (use {use})' if use else ''}")
@@ -105,6 +130,7 @@ class Config:
     client_opt: Any = MISSING
     logger: Any = MISSING
     seed: int = 0
+    replicas: int = setting(1, integer(ge=1, note="independently seeded copies (seeds seed..seed+R-1) in one run"))
     rounds: int = setting(100, integer(ge=1))
     clients_per_round: int = setting(10, integer(ge=1))
     zeta: float = setting(1.0, number(ge=0, le=1))
@@ -251,10 +277,11 @@ def validate(cfg: DictConfig) -> None:
                 raise UnknownSetting(path + str(k), _plain(node[k]), names,
                                      f"the keys of {path[:-1]} are listed by `python -m pfl --cfg job -p {path[:-1]}`"
                                      if path else "the top-level keys are listed by `python -m pfl --cfg job`")
-    top = {k: _plain(cfg.get(k)) for k in ("seed", "rounds", "clients_per_round", "zeta", "eval_every",
+    top = {k: _plain(cfg.get(k)) for k in ("seed", "replicas", "rounds", "clients_per_round", "zeta", "eval_every",
                                             "checkpoint_every", "resume", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
+    _check_replicas(cfg)
     if cfg.get("sweep") is not None:
         SweepSettings.from_cfg(cfg.sweep)  # one line for a misspelt key or a bad value
     if cfg.get("trainer") is not None:

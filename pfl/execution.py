@@ -181,6 +181,7 @@ class Backend:
     kind: str = "sequential"
     chunk_size: int | None = None
     shard: Shard = Shard()
+    compile: bool = False  # engine.compile: torch.compile each vmapped chunk call (eager after one failure)
 
     def __post_init__(self):
         if self.kind not in ("vmap", "sequential"):
@@ -233,12 +234,34 @@ class Backend:
             # optional fields (ClientData.aug) may be None: not batched
             data_dims = tree_map(lambda t: None if t is None else 0, part, is_leaf=lambda t: t is None)
             vf = torch.func.vmap(one, in_dims=(data_dims, 0, None if st is None else 0), randomness="different")
-            out.append(vf(part, keys[sl], st))
+            out.append(_compiled_call(vf, part, keys[sl], st) if self.compile else vf(part, keys[sl], st))
             tick(sl.stop - sl.start)
         return out[0] if len(out) == 1 else tree_map(lambda *xs: torch.cat(xs), *out)
 
 
-def make_backend(name: str, model: nn.Module, device, chunk_size: int | None = None) -> Backend:
+_COMPILE_FAILED: list[str] = []  # the first failure's reason: later calls run eager without trying again
+
+
+def _compiled_call(vf, *args):
+    """vf(*args) through torch.compile; on failure one warning and eager from then on. Dynamo
+    guards on the closures of the client function, so a new round's function may recompile
+    (torch's cache limit then falls back to eager by itself): it pays where one compiled chunk
+    runs many local steps on an accelerator, rarely on a CPU."""
+    if not _COMPILE_FAILED:
+        try:
+            return torch.compile(vf)(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure: run eager instead
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            _COMPILE_FAILED.append(first)
+            import logging
+
+            logging.getLogger("pfl").warning("engine.compile=true: torch.compile failed (%s: %s); running eager",
+                                             type(exc).__name__, first[:200])
+    return vf(*args)
+
+
+def make_backend(name: str, model: nn.Module, device, chunk_size: int | None = None,
+                 compile: bool = False) -> Backend:
     """The backend `engine.backend=name` selects for this model on this device."""
     if name not in BACKENDS:
         raise ValueError(f"engine.backend={name!r}: expected one of {', '.join(BACKENDS)}")
@@ -249,4 +272,4 @@ def make_backend(name: str, model: nn.Module, device, chunk_size: int | None = N
             # a module may declare itself heavy (pfl.models.lstm.LSTMLayer: an unrolled recurrence)
             if any(isinstance(m, heavy) or getattr(m, "sequential_on_cpu", False) for m in model.modules()):
                 name = "sequential"
-    return Backend(name, chunk_size)
+    return Backend(name, chunk_size, compile=compile)

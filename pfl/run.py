@@ -6,6 +6,8 @@ call it directly. Returns the summary dict that is also `summary.json`.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
 import time
@@ -31,6 +33,7 @@ from pfl.engine.progress import RoundProgressBar, progress_bar_enabled
 from pfl.engine.module import FederatedModule, Stage
 from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import make_backend
+from pfl.engine.replicas import combine_summaries
 from pfl.engine.summary import summarize, write_client_records
 from pfl.report.run_plots import write_run_plots
 from pfl.evaluation.fairness import scatter_plot
@@ -89,29 +92,35 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     data = flag_permuted_clients(build(cfg.dataset, path="dataset"))  # ζ-permuted clients augment, where the data set can
     validate_population(cfg, len(data.train), len(data.heldout))
     model = build(cfg.model, path="model", num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
-    task = Task(model, data.input_transform, data.ignore_index, data.augment)
+    precision = (cfg.get("trainer") or {}).get("precision")
+    task = Task(model, data.input_transform, data.ignore_index, data.augment, precision=precision)
+    torch.set_float32_matmul_precision(str(cfg.engine.get("matmul_precision", "highest")))  # "high": TF32 on CUDA
     check_model_fits(cfg, task, data)
     local = LocalTrainer(task, build(cfg.client_opt, path="client_opt"))
     p_opt = cfg.personalization.client_opt
     personal = LocalTrainer(task, build(p_opt, path="personalization.client_opt")) if p_opt is not None else local
     stages = build_stages(cfg)
     device = resolve_device(str(cfg.device))
-    backend = make_backend(cfg.engine.backend, model, device, cfg.engine.chunk_size)
     p = PersonalizationSettings(**OmegaConf.to_container(cfg.personalization, resolve=True))
+    replicas = build_replicas(cfg, data, task) if int(cfg.get("replicas", 1)) > 1 else None
+    backend = make_backend(cfg.engine.backend, model, device, None, compile=bool(cfg.engine.get("compile", False)))
+    chunk, eval_chunk = _chunk_sizes(cfg, backend, local, personal, task, data, device, p)
+    backend = dataclasses.replace(backend, chunk_size=chunk)
     module = FederatedModule(
         data=data, model=model, stages=stages, local=local, personalize_local=personal,
         clients_per_round=cfg.clients_per_round, backend=backend, personalization=p,
-        eval_every=cfg.eval_every, seed=cfg.seed, eval_chunk_size=cfg.engine.eval_chunk_size,
-        local_cache_dir=_local_cache_dir() if p.local_cache else None,
+        eval_every=cfg.eval_every, seed=cfg.seed, eval_chunk_size=eval_chunk,
+        local_cache_dir=_local_cache_dir() if p.local_cache else None, replicas=replicas,
     )
     if cfg.init_from:
         loaded = load_global_params(cfg.init_from)
         own = module.params()
         if set(loaded) != set(own) or any(loaded[k].shape != own[k].shape for k in own):
             raise ConfigError("init_from", cfg.init_from, "a checkpoint of the same model and algorithm family")
-        with torch.no_grad():
-            for k, v in module.global_params.items():
-                v.copy_(loaded[module._names[k]])
+        with torch.no_grad():  # every replica starts from it, as a separate run with that seed would
+            for i in range(len(module.reps)):
+                for k, v in module.params(i).items():
+                    v.copy_(loaded[k])
         log.info("initialized the global model from %s", cfg.init_from)
 
     ckpt_cb = RoundCheckpoint(run_dir / "checkpoints", cfg.checkpoint_every, resolved)
@@ -165,7 +174,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         exc.checkpoint = ckpt_cb.last if ckpt_cb.saved_round is not None else ""
         exc.checkpoint_round, exc.hint = ckpt_cb.saved_round, DIVERGED_HINT
         if trainer.is_global_zero:
-            summary = summarize(cfg, module, backend.kind, device, time.perf_counter() - t0)
+            summary = run_summary(cfg, module, backend.kind, device, time.perf_counter() - t0)
             write_json(run_dir / "summary.json", {
                 "status": "diverged", "rounds_completed": exc.round - 1, "reason": str(exc),
                 "last_checkpoint": str(exc.checkpoint) or None, "last_checkpoint_round": exc.checkpoint_round,
@@ -175,17 +184,115 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         exc.round = ckpt_cb.saved_round if exc.round is None else exc.round
         exc.run_dir = run_dir
         raise
-    summary = {"status": "completed", **summarize(cfg, module, backend.kind, device, time.perf_counter() - t0)}
+    summary = {"status": "completed", **run_summary(cfg, module, backend.kind, device, time.perf_counter() - t0),
+               "engine": {"chunk_size": chunk, "eval_chunk_size": eval_chunk, "precision": precision,
+                          "matmul_precision": str(cfg.engine.get("matmul_precision", "highest")),
+                          "compile": bool(cfg.engine.get("compile", False))}}  # what auto chose, and how it ran
     if not trainer.is_global_zero:  # rank 0 writes the run's files
         return summary
     write_json(run_dir / "summary.json", summary)
-    write_client_records(run_dir, module.last_eval.get("results", {}))
+    write_client_records(run_dir, module.reps[0].last_eval.get("results", {}))  # replicas: replica 0's at the top
+    for i, rep in enumerate(module.reps[1:] if len(module.reps) > 1 else [], start=1):
+        (run_dir / "replicas" / str(i)).mkdir(parents=True, exist_ok=True)
+        write_client_records(run_dir / "replicas" / str(i), rep.last_eval.get("results", {}))
     if cfg.plots:
         _plots(run_dir, module, summary)
     for lg in loggers:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)
     return summary
+
+
+def _chunk_sizes(cfg: DictConfig, backend, local, personal, task, data, device, p) -> tuple:
+    """engine.chunk_size / eval_chunk_size, `auto` resolved from free memory (pfl.chunking)."""
+    from pfl.chunking import auto_chunk
+
+    chunk, eval_chunk = cfg.engine.chunk_size, cfg.engine.eval_chunk_size
+    if backend.kind != "vmap":  # the loop holds one client at a time
+        return (None if chunk == "auto" else chunk), (None if eval_chunk == "auto" else eval_chunk)
+    params = task.init_params()
+    if chunk == "auto":
+        chunk = auto_chunk(local, params, data.train.train, device, cfg.clients_per_round * int(cfg.get("replicas", 1)),
+                           "engine.chunk_size")
+    if eval_chunk == "auto":
+        n = max(len(data.heldout) if p.heldout_clients is None else min(p.heldout_clients, len(data.heldout)),
+                min(p.train_clients or 0, len(data.train)))
+        pop = data.heldout if len(data.heldout) else data.train
+        eval_chunk = auto_chunk(personal, params, pop.train, device, n, "engine.eval_chunk_size", pop.test)
+    return chunk, eval_chunk
+
+
+def replica_config(cfg: DictConfig, r: int) -> DictConfig:
+    """The configuration of replica r: the run's with seed + r (the data set's `seed: ${seed}` follows)."""
+    from omegaconf import open_dict
+
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        out.seed = int(cfg.seed) + r
+        out.replicas = 1
+    return out
+
+
+def build_replicas(cfg: DictConfig, data, task: Task) -> list[tuple[int, object, dict]]:
+    """(seed, data, initial model parameters) of each replica of `replicas=R`: replica r's data and
+    model are built exactly as a run with seed + r builds them (seed_everything, data set, model).
+    Replicas whose data come out identical (a data set the seed does not change) share one copy."""
+    out = [(int(cfg.seed), data, task.init_params())]
+    for r in range(1, int(cfg.replicas)):
+        c = replica_config(cfg, r)
+        pl.seed_everything(c.seed, workers=False, verbose=False)
+        d = flag_permuted_clients(build(c.dataset, path="dataset"))
+        model = build(c.model, path="model", num_classes=d.num_classes, **d.info.get("model_kwargs", {}))
+        if len(d.train) != len(data.train) or len(d.heldout) != len(data.heldout):
+            raise ConfigError("replicas", cfg.replicas, "a data set whose population does not depend on the seed "
+                              f"(replica {r} has {len(d.train)}/{len(d.heldout)} clients, replica 0 "
+                              f"{len(data.train)}/{len(data.heldout)})")
+        buffers = dict(model.named_buffers())
+        if set(buffers) != set(task.buffers) or any(not torch.equal(buffers[k], task.buffers[k]) for k in buffers):
+            raise ConfigError("replicas", cfg.replicas, "a model whose buffers do not depend on the seed (replicas "
+                              "share one model skeleton)")
+        out.append((c.seed, data if _same_data(d, data) else d,
+                    {k: v.detach().clone() for k, v in model.named_parameters()}))
+    pl.seed_everything(cfg.seed, workers=False, verbose=False)
+    return out
+
+
+def _same_data(a, b) -> bool:
+    def same(x, y):
+        return x.shape == y.shape and x.dtype == y.dtype and bool(torch.equal(x, y))
+
+    pops = [(a.train, b.train), (a.heldout, b.heldout)]
+    for pa, pb in pops:
+        for sa, sb in ((pa.train, pb.train), (pa.test, pb.test)):
+            if not (same(sa.x, sb.x) and same(sa.y, sb.y) and same(sa.counts, sb.counts)):
+                return False
+            if (sa.aug is None) != (sb.aug is None) or (sa.aug is not None and not same(sa.aug, sb.aug)):
+                return False
+        if pa.client_ids != pb.client_ids:
+            return False
+    return True
+
+
+def run_summary(cfg: DictConfig, module: FederatedModule, backend: str, device, wall_time: float) -> dict:
+    """summary.json: a single run's summary, or for replicas=R one per replica and their mean and std
+    (pfl.engine.replicas.combine_summaries)."""
+    if len(module.reps) == 1:
+        return summarize(cfg, module, backend, device, wall_time)
+    parts = [summarize(replica_config(cfg, i), _ReplicaView(module, i), backend, device, wall_time)
+             for i in range(len(module.reps))]
+    return combine_summaries(summarize(cfg, module, backend, device, wall_time), parts)
+
+
+class _ReplicaView:
+    """What `summarize` reads of a module, for replica i."""
+
+    def __init__(self, module: FederatedModule, i: int):
+        self._module, self._rep = module, module.reps[i]
+        self.history, self.bytes_total = self._rep.history, self._rep.bytes_total
+        self.track_history = self._rep.track_history
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
 
 
 def check_model_fits(cfg: DictConfig, task: Task, data) -> None:
@@ -245,7 +352,7 @@ def _plots(run_dir: Path, module, summary: dict) -> None:
     """plots/*.png from the files written above (W&B uploads them in log_summary); never fails the run."""
     try:
         write_run_plots(run_dir)
-        head = module.last_eval.get("results", {}).get(module.personalization.headline)  # Acc_local's population
+        head = module.reps[0].last_eval.get("results", {}).get(module.personalization.headline)  # Acc_local's population
         if head is not None and head.local_accuracy is not None:
             scatter_plot(head, max(module.report_epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
     except Exception as exc:  # noqa: BLE001 - the results are already on disk; a plot must not fail the run

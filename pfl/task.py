@@ -15,6 +15,10 @@ from torch.func import functional_call
 
 Params = dict[str, Tensor]
 
+#: trainer.precision (Lightning's names) -> the dtype the client computation autocasts to (None: float32)
+AUTOCAST = {None: None, "32": None, "32-true": None, "bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16,
+            "16": torch.float16, "16-mixed": torch.float16}
+
 
 class Task:
     """Classification (labels [B]) or sequence labelling (labels [B, T]).
@@ -29,12 +33,21 @@ class Task:
         input_transform: Callable[[Tensor], Tensor] | None = None,
         ignore_index: int | None = None,
         augment: Callable[[Tensor, Tensor], Tensor] | None = None,
+        precision: str | None = None,
     ):
+        """`precision` (trainer.precision): "bf16-mixed" / "16-mixed" run every forward (and so its
+        backward) under torch.autocast to that dtype on the data's device; parameters, gradients,
+        optimizer states and losses stay float32. The autocast lives here, at the one place every
+        client computation passes, so it holds under vmap and the loop, in training and in
+        evaluation, and outside Lightning (run_round, the benchmark) too."""
         self.model = model
         self.input_transform = input_transform
         self.ignore_index = ignore_index
         self.augment = augment  # training-time augmentation of stored inputs (x, key) -> x
         self.buffers = {k: v for k, v in model.named_buffers()}
+        if str(precision) not in {str(k) for k in AUTOCAST}:
+            raise ValueError(f"trainer.precision={precision!r}: expected one of 32-true, bf16-mixed, 16-mixed")
+        self.autocast = AUTOCAST[None if precision is None else str(precision)]
 
     def init_params(self) -> Params:
         return {k: v.detach().clone() for k, v in self.model.named_parameters()}
@@ -42,7 +55,11 @@ class Task:
     def logits(self, params: Params, x: Tensor, key: Tensor | None = None) -> Tensor:
         if self.input_transform is not None:
             x = self.input_transform(x)
-        return functional_call(self.model, (params, self.buffers), (x,), {"key": key})
+        if self.autocast is None:
+            return functional_call(self.model, (params, self.buffers), (x,), {"key": key})
+        with torch.autocast(device_type=x.device.type, dtype=self.autocast):
+            out = functional_call(self.model, (params, self.buffers), (x,), {"key": key})
+        return out.float()  # losses and argmax in float32
 
     def _counted(self, y: Tensor, mask: Tensor) -> Tensor:
         m = mask.reshape(mask.shape + (1,) * (y.dim() - mask.dim())).expand_as(y)

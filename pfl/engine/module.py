@@ -15,7 +15,13 @@ Every `eval_every` rounds, at each stage's end and at the end the clients of
 population first; evaluations before the last may use `interim_*` samples,
 the last is complete). Every `personalization.track_every` rounds a fixed
 sample of the headline clients is measured for rounds to target (initial
-accuracy, Pers.k of `track_epochs`).
+accuracy, Pers.k of `track_epochs`; pfl.engine.targets).
+
+With `replicas` (pfl.engine.replicas) the module holds R replicas, each with its own seed, data,
+parameters, server optimizers and states, per-client state and history; their clients train in one
+`run_replicas` call per round and each replica is evaluated as a run of its own. Replica 0 keeps
+the names a single run has (`global_params.*`, `client_state.*` in the checkpoint); replica r >= 1
+lives under `replica_tensors.<r-1>.*`.
 
 Costs are measured, not estimated: bytes from the tensors actually exchanged
 (`algorithm.bytes_exchanged`), and FLOPs of the first round of each stage with
@@ -27,7 +33,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import pytorch_lightning as pl
@@ -39,9 +45,11 @@ from pfl import rng
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
+from pfl.engine.checkpoint import CheckpointError
 from pfl.engine.faults import Diverged
 from pfl.engine import names
-from pfl.engine.round import Server, cohort_keys, run_round
+from pfl.engine.replicas import combine_rows, run_replicas
+from pfl.engine.round import Server, cohort_keys
 from pfl.evaluation.fairness import beats_local, local_reference
 from pfl.evaluation.personalize import PersonalizationResult, personalize
 from pfl.evaluation.settings import PersonalizationSettings
@@ -49,6 +57,30 @@ from pfl.execution import Backend
 
 
 log = logging.getLogger("pfl")
+
+
+@dataclass
+class Replica:
+    """One independently seeded copy of the run (`replicas=R`; a single run is replica 0)."""
+
+    seed: int
+    data: FederatedData
+    tensors: nn.Module  # .global_params (ParameterDict) and .client_state (ParameterDict or None)
+    server_states: list  # per stage
+    history: list = field(default_factory=list)  # this replica's evaluation rows
+    track_history: list = field(default_factory=list)  # this replica's tracked rows (rounds to target)
+    bytes_total: dict = field(default_factory=lambda: {"down": 0, "up": 0})
+    last_eval: dict = field(default_factory=dict)
+    local_reference: dict = field(default_factory=dict)  # (population, clients) -> local-only accuracies
+
+
+class _Tensors(nn.Module):
+    """Replica r >= 1's parameters and per-client state (replica 0's are the module's own)."""
+
+    def __init__(self, global_params: nn.ParameterDict, client_state: nn.ParameterDict | None):
+        super().__init__()
+        self.global_params = global_params
+        self.client_state = client_state
 
 
 @dataclass
@@ -75,10 +107,12 @@ class FederatedModule(pl.LightningModule):
         eval_chunk_size: int | None = 64,
         local_cache_dir: str | None = None,
         on_evaluation: Callable[[int, dict, dict], None] | None = None,
+        replicas: list[tuple[int, FederatedData, dict]] | None = None,
     ):
+        """`replicas`: (seed, data, model parameters) of each replica for `replicas=R` > 1 (replica 0
+        first, as `seed` and `data`); None: one run of `seed` on `data` from the model's parameters."""
         super().__init__()
         self.automatic_optimization = False
-        self.data = data
         self.model = model
         for s in stages:  # an algorithm may fix its own number of rounds (centralized: its epochs)
             s.rounds = s.algorithm.rounds if s.algorithm.rounds is not None else s.rounds
@@ -91,7 +125,6 @@ class FederatedModule(pl.LightningModule):
         self.eval_chunk_size = eval_chunk_size
         self.local_cache_dir = local_cache_dir
         self.eval_every = eval_every
-        self.seed = seed
         self.on_evaluation = on_evaluation
         self.interrupt_check: Callable[[], None] | None = None  # raises to stop (a signal); called between client chunks
         self.total_rounds = sum(s.rounds for s in stages)
@@ -100,34 +133,64 @@ class FederatedModule(pl.LightningModule):
         self.report_epochs = personalization.report_epochs(extra)
         self.curve_epochs = personalization.curve_length(extra)
         first = stages[0].algorithm
-        # the server's parameters: the model's, or the algorithm's own (AFML's Gaussian encoder)
-        init = first.init_global(local.task.init_params())
-        self.global_params = nn.ParameterDict({_safe(k): nn.Parameter(v) for k, v in init.items()})
-        self._names = {_safe(k): k for k in init}
-        # each stage's algorithm state on the server (checkpointed)
-        self.server_states = [s.algorithm.init_server_state(init, num_clients=len(data.train), rounds=s.rounds)
-                              for s in stages]
-        state = first.init_client_state(init)
-        self.client_state = None
-        self._state_names: dict[str, str] = {}
-        if state is not None:  # one slot per training client, stacked
-            n = len(data.train)
-            self.client_state = nn.ParameterDict(
-                {_safe(k): nn.Parameter(v.unsqueeze(0).repeat(n, *[1] * v.dim()), requires_grad=False) for k, v in state.items()}
-            )
-            self._state_names = {_safe(k): k for k in state}
+        if replicas is None:
+            replicas = [(seed, data, local.task.init_params())]
+        self.reps: list[Replica] = []
+        more = []
+        for i, (rseed, rdata, model_params) in enumerate(replicas):
+            # the server's parameters: the model's, or the algorithm's own (AFML's Gaussian encoder)
+            init = first.init_global(model_params)
+            params = nn.ParameterDict({_safe(k): nn.Parameter(v) for k, v in init.items()})
+            self._names = {_safe(k): k for k in init}
+            # each stage's algorithm state on the server (checkpointed)
+            states = [s.algorithm.init_server_state(init, num_clients=len(rdata.train), rounds=s.rounds) for s in stages]
+            client_state = None
+            state = first.init_client_state(init)
+            self._state_names: dict[str, str] = {}
+            if state is not None:  # one slot per training client, stacked
+                n = len(rdata.train)
+                client_state = nn.ParameterDict(
+                    {_safe(k): nn.Parameter(v.unsqueeze(0).repeat(n, *[1] * v.dim()), requires_grad=False)
+                     for k, v in state.items()})
+                self._state_names = {_safe(k): k for k in state}
+            if i == 0:  # replica 0 under the names of a single run
+                self.global_params, self.client_state = params, client_state
+                tensors = self
+            else:
+                tensors = _Tensors(params, client_state)
+                more.append(tensors)
+            self.reps.append(Replica(rseed, rdata, tensors, states))
+        if more:
+            self.replica_tensors = nn.ModuleList(more)
+        # local-only references start here (copies: the server's Parameters may share these tensors' storage)
+        self._initial = {i: {k: v.detach().clone() for k, v in m.items()} for i, (_, _, m) in enumerate(replicas) if i > 0}
         self.register_buffer("round", torch.zeros((), dtype=torch.int64))
-        self.history: list[dict] = []  # one dict per evaluation (kept in the checkpoint)
-        self.track_history: list[dict] = []  # one dict per tracked round (kept in the checkpoint)
-        self.bytes_total = {"down": 0, "up": 0}
+        self.history: list[dict] = []  # one row per evaluation, as logged (replicas: pfl.engine.replicas.combine_rows)
+        self.track_history: list[dict] = []  # one row per tracked round, as logged (likewise)
         self.flops: dict[str, int] = {}  # stage name -> FLOPs of its first round (all clients of the cohort)
-        self._local_reference: dict = {}  # (population, clients) -> local-only accuracies (computed once)
         self.last_eval: dict = {}
         self._t0 = time.perf_counter()
 
     # -- plumbing -------------------------------------------------------------
-    def params(self) -> dict[str, Tensor]:
-        return {self._names[k]: v for k, v in self.global_params.items()}
+    def params(self, replica: int = 0) -> dict[str, Tensor]:
+        return {self._names[k]: v for k, v in self.reps[replica].tensors.global_params.items()}
+
+    # a single run's view: replica 0 (summaries and tests read these)
+    @property
+    def data(self) -> FederatedData:
+        return self.reps[0].data
+
+    @property
+    def seed(self) -> int:
+        return self.reps[0].seed
+
+    @property
+    def server_states(self) -> list:
+        return self.reps[0].server_states
+
+    @property
+    def bytes_total(self) -> dict:
+        return self.reps[0].bytes_total
 
     def stage_index(self, r: int) -> int:
         end = 0
@@ -138,18 +201,21 @@ class FederatedModule(pl.LightningModule):
         return len(self.stages) - 1
 
     def configure_optimizers(self):
-        opts = []
+        opts = []  # stage-major: stage i, replica r is opts[i * R + r]
         param_names = list(self._names.values())
         for s in self.stages:
-            groups = [{"params": [self.global_params[_safe(n)] for n in group_names], **overrides}
-                      for group_names, overrides in s.algorithm.param_groups(param_names)]
-            opts.append(s.algorithm.server_optimizer(groups, s.server_opt))
+            for rep in self.reps:
+                groups = [{"params": [rep.tensors.global_params[_safe(n)] for n in group_names], **overrides}
+                          for group_names, overrides in s.algorithm.param_groups(param_names)]
+                opts.append(s.algorithm.server_optimizer(groups, s.server_opt))
         return opts
 
     def setup(self, stage: str) -> None:
         if self.trainer.world_size > 1:  # each rank computes its share of every client list (pfl.engine.distributed)
             self.backend = self.backend.sharded(self.global_rank, self.trainer.world_size)
-        self.data = self.data.to(self.device)
+        moved: dict[int, FederatedData] = {}  # replicas with identical data share one copy
+        for rep in self.reps:
+            rep.data = moved.setdefault(id(rep.data), rep.data.to(self.device))
         self.local.task.buffers = {k: v.to(self.device) for k, v in self.local.task.buffers.items()}
 
     def train_dataloader(self):
@@ -157,9 +223,10 @@ class FederatedModule(pl.LightningModule):
         # a resumed run continues where it stopped.
         return _Rounds(self)
 
-    def cohort(self, r: int) -> Tensor:
-        g = torch.Generator().manual_seed(int(rng.key(self.seed, r, 0xC0407)))
-        return torch.randperm(len(self.data.train), generator=g)[: self.clients_per_round].sort().values
+    def cohort(self, r: int, replica: int = 0) -> Tensor:
+        rep = self.reps[replica]
+        g = torch.Generator().manual_seed(int(rng.key(rep.seed, r, 0xC0407)))
+        return torch.randperm(len(rep.data.train), generator=g)[: self.clients_per_round].sort().values
 
     # -- one round ------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -170,63 +237,77 @@ class FederatedModule(pl.LightningModule):
         if si > 0 and r == sum(s.rounds for s in self.stages[:si]):
             _info(f"round {r}: stage {si} ({stage.name}) begins")
         opts = self.optimizers()
-        opt = opts[si] if isinstance(opts, list) else opts
-
-        data, ids = alg.client_data(self.data.train.train, self.cohort(r).to(self.device))
-        keys = cohort_keys(self.seed, r, ids).to(self.device)
-        state = None
-        if self.client_state is not None:
-            state = {self._state_names[k]: v[ids] for k, v in self.client_state.items()}
+        opts = opts if isinstance(opts, list) else [opts]
+        R = len(self.reps)
+        servers, datas, keys, bkeys, states, cohort_ids = [], [], [], [], [], []
+        for i, rep in enumerate(self.reps):
+            opt = opts[si * R + i]
+            if i > 0:  # Lightning counts rounds by optimizer steps: only replica 0's step goes through it
+                opt = getattr(opt, "optimizer", opt)
+            data, ids = alg.client_data(rep.data.train.train, self.cohort(r, i).to(self.device))
+            datas.append(data)
+            cohort_ids.append(ids)
+            keys.append(cohort_keys(rep.seed, r, ids).to(self.device))
+            bkeys.append(rng.key(rep.seed, r, 0x5E4D).to(self.device))
+            cs = rep.tensors.client_state
+            states.append(None if cs is None else {self._state_names[k]: v[ids] for k, v in cs.items()})
+            servers.append(Server(self.params(i), opt, rep.server_states[si]))
         self.model.train()
-        server = Server(self.params(), opt, self.server_states[si])
-        out = run_round(alg, self.local, self.backend, server, data, keys,
-                        rng.key(self.seed, r, 0x5E4D).to(self.device), state,
-                        count_flops=stage.name not in self.flops)  # measure the stage's first round
-        self.server_states[si] = server.state
-        if out.flops is not None:
-            self.flops[stage.name] = self.backend.shard.total(out.flops)  # every rank's share
-        if out.client_state is not None:
-            with torch.no_grad():
-                for k, v in self.client_state.items():
-                    v[ids] = out.client_state[self._state_names[k]].to(v.dtype)
+        outs = run_replicas(alg, self.local, self.backend, servers, datas, keys, bkeys, states,
+                            count_flops=stage.name not in self.flops)  # measure the stage's first round
+        rows = []
+        for i, (rep, server, ids, out) in enumerate(zip(self.reps, servers, cohort_ids, outs)):
+            rep.server_states[si] = server.state
+            if out.flops is not None:
+                self.flops[stage.name] = self.backend.shard.total(out.flops)  # every rank's share
+            if out.client_state is not None:
+                with torch.no_grad():
+                    for k, v in rep.tensors.client_state.items():
+                        v[ids] = out.client_state[self._state_names[k]].to(v.dtype)
+            rep.bytes_total["down"] += out.bytes_down
+            rep.bytes_total["up"] += out.bytes_up
+            metrics = {names.train(k): v for k, v in out.metrics.items()}
+            metrics.update({names.server(k): v for k, v in out.server_metrics.items()})
+            bad = next(((k.removeprefix("train/"), v) for k, v in metrics.items() if not math.isfinite(v)), None)
+            if bad is None and not bool(torch.stack([torch.isfinite(p).all()
+                                                     for p in rep.tensors.global_params.values()]).all()):
+                bad = ("server parameters", "nan/inf after the update")
+            if bad is not None:  # a clean stop (pfl.engine.faults): the last good checkpoint stays as it is
+                raise Diverged(r + 1, *((f"{bad[0]} of replica {i}", bad[1]) if R > 1 else bad))
+            metrics.update({names.ROUND: r + 1, names.STAGE: si, names.BYTES_DOWN: out.bytes_down,
+                            names.BYTES_UP: out.bytes_up, names.BYTES_DOWN_TOTAL: rep.bytes_total["down"],
+                            names.BYTES_UP_TOTAL: rep.bytes_total["up"]})
+            rows.append(metrics)
         self.round += 1
-
-        self.bytes_total["down"] += out.bytes_down
-        self.bytes_total["up"] += out.bytes_up
-        metrics = {names.train(k): v for k, v in out.metrics.items()}
-        metrics.update({names.server(k): v for k, v in out.server_metrics.items()})
-        bad = next(((k.removeprefix("train/"), v) for k, v in metrics.items() if not math.isfinite(v)), None)
-        if bad is None and not bool(torch.stack([torch.isfinite(p).all() for p in self.global_params.values()]).all()):
-            bad = ("server parameters", "nan/inf after the update")
-        if bad is not None:  # a clean stop (pfl.engine.faults): the last good checkpoint stays as it is
-            raise Diverged(r + 1, *bad)
-        metrics.update({names.ROUND: r + 1, names.STAGE: si, names.BYTES_DOWN: out.bytes_down,
-                        names.BYTES_UP: out.bytes_up, names.BYTES_DOWN_TOTAL: self.bytes_total["down"],
-                        names.BYTES_UP_TOTAL: self.bytes_total["up"]})
-        self.log("loss", metrics.get(names.train("loss"), float("nan")), prog_bar=True, on_step=True, logger=False)
         track_every = self.personalization.track_every
         if track_every and ((r + 1) % track_every == 0 or r + 1 == self.total_rounds):
-            metrics.update(self.track(r + 1))
+            for i, row in enumerate(rows):
+                row.update(self.track(r + 1, i))
+            self.track_history.append(combine_rows([rep.track_history[-1] for rep in self.reps]))
+        shown = combine_rows(rows)
+        self.log("loss", shown.get(names.train("loss"), float("nan")), prog_bar=True, on_step=True, logger=False)
         stage_end = sum(s.rounds for s in self.stages[: si + 1])
         if (r + 1) % self.eval_every == 0 or r + 1 == self.total_rounds or r + 1 == stage_end:
-            metrics = self.evaluate_and_log(r + 1, metrics)  # also at each stage's end: the model a stage hands on
+            self.evaluate_and_log(r + 1, rows)  # also at each stage's end: the model a stage hands on
         elif (r + 1) % max(int(getattr(self.trainer, "log_every_n_steps", 1) or 1), 1) == 0:
-            self._log_row(metrics, r + 1)
+            self._log_row(shown, r + 1)
 
-    def track(self, r: int) -> dict:
+    def track(self, r: int, replica: int = 0) -> dict:
         """Rounds-to-target measurement after round r: the tracked sample of the headline clients,
-        initial accuracy (forward only) and Pers.k for `track_epochs`; kept in `track_history`."""
+        initial accuracy (forward only) and Pers.k for `track_epochs`; kept in the replica's
+        `track_history` (with the bytes spent so far, for summary.own_target)."""
         t = time.perf_counter()
         p = self.personalization
-        clients = self.sample(p.headline, p.track_clients)
+        rep = self.reps[replica]
+        clients = self.sample(p.headline, p.track_clients, replica)
         ks = sorted(set(int(k) for k in p.track_epochs))
         row = {}
         if len(clients):
-            curve = self.personalize(p.headline, clients, epochs=max(ks, default=0)).mean_accuracy()
+            curve = self.personalize(p.headline, clients, replica=replica, epochs=max(ks, default=0)).mean_accuracy()
             row = {names.tracked(k): float(curve[k]) for k in [0, *ks]}
         row[names.TRACK_S] = time.perf_counter() - t
-        self.track_history.append({names.ROUND: r, names.BYTES_DOWN_TOTAL: self.bytes_total["down"],
-                                   names.BYTES_UP_TOTAL: self.bytes_total["up"], **row})
+        rep.track_history.append({names.ROUND: r, names.BYTES_DOWN_TOTAL: rep.bytes_total["down"],
+                                  names.BYTES_UP_TOTAL: rep.bytes_total["up"], **row})
         return row
 
     def _log_row(self, row: dict, r: int) -> None:
@@ -238,61 +319,67 @@ class FederatedModule(pl.LightningModule):
 
     # -- personalization evaluation -------------------------------------------
     def personalize(self, population: str, clients: Tensor | None = None, progress=None,
-                    epochs: int | None = None) -> PersonalizationResult:
-        pop = getattr(self.data, population)
+                    replica: int = 0, epochs: int | None = None) -> PersonalizationResult:
+        rep = self.reps[replica]
+        pop = getattr(rep.data, population)
         if clients is None:
             clients = torch.arange(len(pop))
         alg = self.stages[self.stage_index(max(int(self.round) - 1, 0))].algorithm
-        params = {k: v.detach() for k, v in self.params().items()}  # the server's state; adapt reads the model from it
+        params = {k: v.detach() for k, v in self.params(replica).items()}  # the server's state; adapt reads the model from it
         state = None  # training clients are personalized from their own per-client state (held-out ones have none)
-        if population == "train" and self.client_state is not None and len(self.client_state):
-            rows = clients.to(self.client_state[next(iter(self.client_state))].device)
-            state = {self._state_names[k]: v.detach()[rows] for k, v in self.client_state.items()}
+        cs = rep.tensors.client_state
+        if population == "train" and cs is not None and len(cs):
+            rows = clients.to(cs[next(iter(cs))].device)
+            state = {self._state_names[k]: v.detach()[rows] for k, v in cs.items()}
         self.model.train()
         return personalize(
             alg, self.personalize_local, params, pop, clients.to(self.device),
-            self.curve_epochs if epochs is None else epochs,
-            self._personalize_key(population), self.backend, self.eval_chunk_size, progress=progress, state=state,
+            self.curve_epochs if epochs is None else epochs, self._personalize_key(population, replica), self.backend, self.eval_chunk_size, progress=progress,
+            state=state,
         )
 
-    def _personalize_key(self, population: str) -> Tensor:
+    def _personalize_key(self, population: str, replica: int = 0) -> Tensor:
         """The minibatch stream of a population's personalization; the local-only reference uses the same one,
         so that its Acc_local is exactly the `local` algorithm's personalization (common random numbers)."""
-        return rng.key(self.seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device)
+        return rng.key(self.reps[replica].seed, 0xE7A1, 1 if population == "heldout" else 2).to(self.device)
 
-    def local_reference(self, population: str, clients: Tensor, progress=None) -> Tensor:
+    def local_reference(self, population: str, clients: Tensor, progress=None, replica: int = 0) -> Tensor:
         """Per-client accuracy of a model trained on the client alone (the
         `local` algorithm's personalization from the initial model). It does
         not depend on the server's model: computed once per run (and cached
         on disk across runs when `local_cache_dir` is set)."""
         p = self.personalization
+        rep = self.reps[replica]
         key = (population, tuple(int(c) for c in clients))
-        if key not in self._local_reference:
+        if key not in rep.local_reference:
             init = {k: v.detach() for k, v in self.local.task.init_params().items()}
-            self._local_reference[key] = local_reference(
-                self.personalize_local, init, getattr(self.data, population), clients.to(self.device),
-                p.local_epochs, p.local_lr, self._personalize_key(population),
+            if replica > 0:  # the replica's own initial model (the model object holds replica 0's)
+                init = {k: v.detach().to(init[k].device) for k, v in self._initial[replica].items()}
+            rep.local_reference[key] = local_reference(
+                self.personalize_local, init, getattr(rep.data, population), clients.to(self.device),
+                p.local_epochs, p.local_lr, self._personalize_key(population, replica),
                 self.backend, self.eval_chunk_size, self.local_cache_dir, progress,
             )
-        return self._local_reference[key]
+        return rep.local_reference[key]
 
-    def eval_clients(self, population: str) -> Tensor:
+    def eval_clients(self, population: str, replica: int = 0) -> Tensor:
         """The clients of the complete (last) evaluation of `population`: all, or a fixed seeded sample."""
-        n = len(getattr(self.data, population))
+        rep = self.reps[replica]
+        n = len(getattr(rep.data, population))
         p = self.personalization
         limit = p.heldout_clients if population == "heldout" else p.train_clients
         if limit is None or limit >= n:
             return torch.arange(n)
-        g = torch.Generator().manual_seed(int(rng.key(self.seed, 0x5A3E, len(population))))
+        g = torch.Generator().manual_seed(int(rng.key(rep.seed, 0x5A3E, len(population))))
         return torch.randperm(n, generator=g)[:limit].sort().values
 
-    def sample(self, population: str, limit: int | None) -> Tensor:
+    def sample(self, population: str, limit: int | None, replica: int = 0) -> Tensor:
         """A fixed seeded sample of `limit` of eval_clients(population) (None: all of them); the interim
         and tracked samples both come from this one order, so the smaller is inside the larger."""
-        full = self.eval_clients(population)
+        full = self.eval_clients(population, replica)
         if limit is None or limit >= len(full):
             return full
-        g = torch.Generator().manual_seed(int(rng.key(self.seed, 0x7AC4, len(population))))
+        g = torch.Generator().manual_seed(int(rng.key(self.reps[replica].seed, 0x7AC4, len(population))))
         return full[torch.randperm(len(full), generator=g)[:limit]].sort().values
 
     def _eval_bar(self, r: int, total: int):
@@ -314,30 +401,62 @@ class FederatedModule(pl.LightningModule):
 
         return tick
 
-    def evaluate_and_log(self, r: int, train_metrics: dict) -> dict:
+    def evaluate_and_log(self, r: int, train_metrics) -> dict:
+        """Evaluate every replica (`train_metrics`: its training row, or a list of one per replica),
+        log the row (pfl.engine.replicas.combine_rows for R > 1) and return it."""
         t_eval = time.perf_counter()
-        results = {}
-        row = dict(train_metrics)
+        rows_in = train_metrics if isinstance(train_metrics, list) else [train_metrics]
         p = self.personalization
         final = r >= self.total_rounds  # the last evaluation is complete; earlier ones may be samples
-        pops = p.populations()
-        plan = {pop: self.eval_clients(pop) if final else self.sample(pop, p.interim_clients) for pop in pops}
+        plans = [{pop: self.eval_clients(pop, i) if final else self.sample(pop, p.interim_clients, i)
+                  for pop in p.populations()} for i in range(len(self.reps))]
         extra = [k for s in self.stages for k in s.algorithm.report_epochs]
         epochs = self.curve_epochs if final else p.interim_curve_length(extra)
-        head = p.headline
-        full_head = self.eval_clients(head)  # Acc_local: once for the complete headline set, then indexed
-        total = sum(len(c) for c in plan.values())
-        if p.local_baseline and (head, tuple(int(c) for c in full_head)) not in self._local_reference:
-            total += len(full_head)  # the local-only reference is computed on the first evaluation
+        total = 0
+        for i, (rep, plan) in enumerate(zip(self.reps, plans)):
+            total += sum(len(c) for c in plan.values())
+            full = self.eval_clients(p.headline, i)  # Acc_local: once for the complete headline set, then indexed
+            if p.local_baseline and (p.headline, tuple(int(c) for c in full)) not in rep.local_reference:
+                total += len(full)  # the local-only reference is computed on the first evaluation
         bar = self._eval_bar(r, total)
         tick = None if bar is None and self.interrupt_check is None else self._ticker(bar)
+        rows = []
+        for i, (rep, plan, row_in) in enumerate(zip(self.reps, plans, rows_in)):
+            results, row = self._evaluate(r, i, plan, dict(row_in), tick, epochs)
+            row[names.EVAL_S] = time.perf_counter() - t_eval  # seconds this evaluation took (so far: all replicas)
+            row[names.EVAL_CLIENTS] = total
+            row[names.WALL_S] = time.perf_counter() - self._t0
+            rep.history.append(row)
+            rep.last_eval = {"row": row, "results": results}
+            rows.append(row)
+        if bar is not None:
+            bar.close()
+        row = combine_rows(rows)
+        self.history.append(row)
+        self.last_eval = self.reps[0].last_eval if len(self.reps) == 1 else {"row": row, "results": {}}
+        if self.on_evaluation is not None:
+            self.on_evaluation(r, row, self.reps[0].last_eval["results"])
+        self._log_row(row, r)
+        prefix = names.PREFIX[p.headline] + "/"
+        shown = {k.replace(prefix, ""): v for k, v in row.items()
+                 if k.startswith(prefix) and isinstance(v, float) and "frac" not in k}
+        _info(f"round {r}: {names.PREFIX[p.headline]} " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
+              + (f" (mean of {len(self.reps)} replicas)" if len(self.reps) > 1 else "")
+              + f" (evaluation {row[names.EVAL_S]:.1f} s)")
+        return row
+
+    def _evaluate(self, r: int, replica: int, plan: dict, row: dict, tick, epochs: int) -> tuple[dict, dict]:
+        """One replica's evaluation: (results per population, its row); `epochs`: the curve's length."""
+        results = {}
+        head = self.personalization.headline
         for pop, clients in plan.items():
             if len(clients) == 0:
                 continue
-            res = self.personalize(pop, clients, tick, epochs=epochs)
-            if pop == head and p.local_baseline:
-                ref = self.local_reference(pop, full_head, tick)
-                res.local_accuracy = ref[torch.searchsorted(full_head, clients.cpu())]
+            res = self.personalize(pop, clients, tick, replica, epochs=epochs)
+            if pop == head and self.personalization.local_baseline:
+                full = self.eval_clients(pop, replica)
+                ref = self.local_reference(pop, full, tick, replica)
+                res.local_accuracy = ref[torch.searchsorted(full, clients.cpu())]
                 for k, frac in beats_local(res, self.report_epochs).items():
                     row[names.beats_local(k, pop)] = frac
                 row[names.local(pop)] = float(res.local_accuracy[res.num_test > 0].mean())
@@ -351,22 +470,7 @@ class FederatedModule(pl.LightningModule):
             valid = res.num_test > 0
             row[names.worse(last, pop)] = float((acc[valid, last] < acc[valid, 0]).double().mean())
             row[names.curve(pop)] = [float(c) for c in curve]
-        if bar is not None:
-            bar.close()
-        row[names.EVAL_S] = time.perf_counter() - t_eval  # seconds this evaluation took
-        row[names.EVAL_CLIENTS] = total
-        row[names.WALL_S] = time.perf_counter() - self._t0
-        self.history.append(row)
-        self.last_eval = {"row": row, "results": results}
-        if self.on_evaluation is not None:
-            self.on_evaluation(r, row, results)
-        self._log_row(row, r)
-        prefix = names.PREFIX[head] + "/"
-        shown = {k.replace(prefix, ""): v for k, v in row.items()
-                 if k.startswith(prefix) and isinstance(v, float) and "frac" not in k}
-        _info(f"round {r}: {names.PREFIX[head]} " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
-              + f" (evaluation {row[names.EVAL_S]:.1f} s)")
-        return row
+        return results, row
 
     # -- checkpoint -----------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -379,15 +483,30 @@ class FederatedModule(pl.LightningModule):
             "param_names": dict(self._names),
             "server_states": self.server_states,
         }
+        if len(self.reps) > 1:  # every replica's own records (replica 0's also under the keys above)
+            checkpoint["pfl"]["replicas"] = [{"history": rep.history, "bytes_total": dict(rep.bytes_total),
+                                              "server_states": rep.server_states, "track_history": rep.track_history}
+                                             for rep in self.reps]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         extra = checkpoint.get("pfl", {})
         self.history = list(extra.get("history", []))
         self.track_history = list(extra.get("track_history", []))
-        self.bytes_total = dict(extra.get("bytes_total", {"down": 0, "up": 0}))
         self.flops = dict(extra.get("flops", {}))
-        if "server_states" in extra:
-            self.server_states = list(extra["server_states"])
+        saved = extra.get("replicas")
+        if saved is None:
+            saved = [{"history": self.history, "bytes_total": extra.get("bytes_total", {"down": 0, "up": 0}),
+                      "track_history": self.track_history,
+                      **({"server_states": extra["server_states"]} if "server_states" in extra else {})}]
+        if len(saved) != len(self.reps):
+            raise CheckpointError("resume", "", f"resume: the checkpoint holds {len(saved)} replica(s), the run "
+                                  f"has replicas={len(self.reps)}")
+        for rep, s in zip(self.reps, saved):
+            rep.history = list(s["history"])
+            rep.bytes_total = dict(s["bytes_total"])
+            rep.track_history = list(s.get("track_history", []))
+            if "server_states" in s:
+                rep.server_states = list(s["server_states"])
         if "rng" in extra:
             torch.set_rng_state(extra["rng"]["torch"])
 

@@ -84,10 +84,15 @@ def run_round(
         flops = int(counter.get_total_flops())
     else:
         updates = client_updates(algorithm, local, backend, sent, data, keys, client_state)
+    return finish_round(algorithm, server, sent, updates, int(keys.shape[0]), client_state, flops)
+
+
+def finish_round(algorithm: Algorithm, server: Server, sent, updates: ClientUpdate, num: int,
+                 client_state: dict | None, flops: int | None) -> RoundResult:
+    """The server's half of a round, from the cohort's stacked updates: aggregate, server step, bookkeeping."""
     with torch.no_grad():
         delta = algorithm.aggregate(updates, server.state)
         server.state = algorithm.server_update(server.params, delta, server.optimizer, server.state, updates)
-    num = int(keys.shape[0])
     down, up = algorithm.bytes_exchanged(sent, updates)
     metrics = {k: float(v.float().mean()) for k, v in updates.metrics.items()}
     with torch.no_grad():

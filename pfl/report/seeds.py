@@ -9,6 +9,10 @@ mean, sample standard deviation (n-1; 0 for one run) and n. Values a run did
 not produce (e.g. rounds to a target never reached: null) are left out of
 that value's n.
 
+A run of `replicas=R` (pfl.engine.replicas) counts as R runs, one per replica (its summary.json
+holds each replica's own summary under `replicas`), so `replicas=9` and nine seeded runs give the
+same table; `replicas` is left out of the setting like `seed`.
+
     python -m pfl.report.seeds multirun/2026-01-01/12-00-00 [--metrics KEY ...] [--out DIR]
 
 writes seeds.json (everything) and seeds.csv (the chosen metrics, one row per
@@ -64,20 +68,24 @@ def setting_of(run_dir: Path, summary: dict) -> str:
         import yaml
 
         items = [str(o) for o in (yaml.safe_load(overrides.read_text()) or [])]
-        items = [o for o in items if o.lstrip("+~").split("=", 1)[0] not in ("seed", "hydra.run.dir", "hydra.sweep.dir")]
+        items = [o for o in items if o.lstrip("+~").split("=", 1)[0]
+                 not in ("seed", "replicas", "hydra.run.dir", "hydra.sweep.dir")]
         return " ".join(sorted(items)) or "(defaults)"
     return f"algorithm={summary.get('algorithm')} dataset={summary.get('dataset')} model={summary.get('model')}"
 
 
 def aggregate(run_dirs: list[Path]) -> list[dict]:
     """One entry per setting: {setting, runs, seeds, stats: {key: {mean, std, n}}}."""
-    groups: dict[str, list[tuple[Path, dict]]] = {}
+    groups: dict[str, list[tuple[Path, dict, int | None]]] = {}
     for d in run_dirs:
         summary = json.loads((Path(d) / "summary.json").read_text())
-        groups.setdefault(setting_of(Path(d), summary), []).append((Path(d), summary))
+        setting = setting_of(Path(d), summary)
+        parts = summary.get("replicas")
+        for i, part in (enumerate(parts) if parts else [(None, summary)]):  # a replicated run: one entry per replica
+            groups.setdefault(setting, []).append((Path(d), part, i))
     out = []
     for setting, runs in groups.items():
-        flat = [flatten(s) for _, s in runs]
+        flat = [flatten(s) for _, s, _ in runs]
         keys = [k for k in flat[0]] + [k for f in flat[1:] for k in f if k not in flat[0]]
         stats = {}
         for k in dict.fromkeys(keys):
@@ -85,8 +93,9 @@ def aggregate(run_dirs: list[Path]) -> list[dict]:
             if vals:
                 stats[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
                             "n": len(vals)}
-        out.append({"setting": setting, "runs": [str(d) for d, _ in runs],
-                    "seeds": [s.get("seed") for _, s in runs], "stats": stats})
+        out.append({"setting": setting, "runs": [str(d) for d, _, _ in runs],
+                    "replica": [i for _, _, i in runs],  # the replica of a replicated run (None: a plain run)
+                    "seeds": [s.get("seed") for _, s, _ in runs], "stats": stats})
     return out
 
 
@@ -135,16 +144,20 @@ def _final_key(keys) -> str | None:
     return names.pers(pers[-1]) if pers else None
 
 
-def band_series(run_dirs: list[str | Path], key: str) -> tuple[list[float], list[float], list[float]]:
+def band_series(run_dirs: list[str | Path], key: str, replicas: list | None = None
+                ) -> tuple[list[float], list[float], list[float]]:
     """Rounds, mean and sample std (0 for one run) of metrics.csv column `key` over runs, per round
-    where at least one run has it."""
+    where at least one run has it. `replicas[j]` (not None): run j is that replica of a replicated
+    run, whose column is `replica<r>/<key>` (pfl.engine.replicas)."""
+    from pfl.engine.replicas import replica_name
     from pfl.report.collect import read_metrics
 
     by_round: dict[float, list[float]] = {}
-    for d in run_dirs:
+    for d, r in zip(run_dirs, replicas or [None] * len(run_dirs)):
+        column = key if r is None else replica_name(r, key)
         for row in read_metrics(Path(d)):
-            if key in row and not math.isnan(row[key]):
-                by_round.setdefault(row["round"], []).append(row[key])
+            if column in row and not math.isnan(row[column]):
+                by_round.setdefault(row["round"], []).append(row[column])
     rounds = sorted(by_round)
     return (rounds, [statistics.fmean(by_round[r]) for r in rounds],
             [statistics.stdev(by_round[r]) if len(by_round[r]) > 1 else 0.0 for r in rounds])
@@ -173,14 +186,15 @@ def write_plots(groups: list[dict], out_dir: Path) -> list[Path]:
         for key, style, what in ((names.initial(), "--", "initial"), (pers, "-", "personalized")):
             if key is None or key not in keys:
                 continue
-            rounds, mean, std = band_series(g["runs"], key)
+            rounds, mean, std = band_series(g["runs"], key, g.get("replica"))
             ax.plot(rounds, mean, style, color=c, label=f"{label[g['setting']]}, {what}")
             ax.fill_between(rounds, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                             color=c, alpha=0.2)
             drawn = True
         pts = []
-        for d in g["runs"]:
+        for d, r in zip(g["runs"], g.get("replica") or [None] * len(g["runs"])):
             s = json.loads((Path(d) / "summary.json").read_text())
+            s = s if r is None else s["replicas"][r]
             k = max(s.get("personalized_accuracy") or {"": None}, key=lambda e: int(e) if e.isdigit() else -1)
             if s.get("initial_accuracy") is not None and (s.get("personalized_accuracy") or {}).get(k) is not None:
                 pts.append((s["initial_accuracy"], s["personalized_accuracy"][k]))

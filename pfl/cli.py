@@ -199,14 +199,14 @@ def version() -> str:
 
 
 def main() -> None:
-    from pfl.engine.faults import Stopped
-
     args = sys.argv[1:]
     if args == ["--version"] or args == ["-V"]:
         import hydra
 
         print(f"pfl {version()} (distribution pfl-meta; Hydra {hydra.__version__})")
         return
+    from pfl.engine.faults import Stopped  # imports Lightning: not needed for --version
+
     try:
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:

@@ -68,17 +68,33 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,words", BAD)
-def test_bad_input_is_one_line_without_traceback(args, words, tmp_path):
+def test_bad_input_is_one_line_without_traceback(args, words, tmp_path, capsys, monkeypatch):
+    """`pfl.cli.main` as the command runs it (in this process: each case costs no start-up)."""
+    from pfl.cli import main
 
-    env_args = TINY + args + [f"hydra.run.dir={tmp_path}/run"]
-    proc = subprocess.run([sys.executable, "-m", "pfl", *env_args], cwd=tmp_path, capture_output=True, text=True,
+    monkeypatch.setattr(sys, "argv", ["pfl", *TINY, *args, f"hydra.run.dir={tmp_path}/run"])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    out = capsys.readouterr()
+    assert stop.value.code == 2, out.err
+    lines = [ln for ln in out.err.splitlines() if ln.strip()]
+    assert len(lines) == 1, out.err
+    assert "Traceback" not in out.err + out.out
+    for w in words:
+        assert w in lines[0], lines[0]
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_bad_input_in_a_real_process_is_one_line_and_exit_2(tmp_path):
+    """The same through `python -m pfl` in a fresh process, with nothing but PATH in its environment."""
+    args, words = BAD[1]
+    proc = subprocess.run([sys.executable, "-m", "pfl", *TINY, *args, f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path,
+                          capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "WANDB_MODE": "disabled"}, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
+    assert len(lines) == 1 and all(w in lines[0] for w in words), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    for w in words:
-        assert w in lines[0], lines[0]
     assert not (tmp_path / "run" / "summary.json").exists()
 
 

@@ -289,6 +289,7 @@ class _ReplicaView:
     def __init__(self, module: FederatedModule, i: int):
         self._module, self._rep = module, module.reps[i]
         self.history, self.bytes_total = self._rep.history, self._rep.bytes_total
+        self.track_history = self._rep.track_history
 
     def __getattr__(self, name):
         return getattr(self._module, name)
@@ -351,8 +352,8 @@ def _plots(run_dir: Path, module, summary: dict) -> None:
     """plots/*.png from the files written above (W&B uploads them in log_summary); never fails the run."""
     try:
         write_run_plots(run_dir)
-        held = module.reps[0].last_eval.get("results", {}).get("heldout")
-        if held is not None and held.local_accuracy is not None:
-            scatter_plot(held, max(module.report_epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
+        head = module.reps[0].last_eval.get("results", {}).get(module.personalization.headline)  # Acc_local's population
+        if head is not None and head.local_accuracy is not None:
+            scatter_plot(head, max(module.report_epochs), run_dir / "plots" / "scatter_local.png", summary["algorithm"])
     except Exception as exc:  # noqa: BLE001 - the results are already on disk; a plot must not fail the run
         log.warning("plots not written: %s (redraw: python -m pfl.report.run_plots %s)", exc, run_dir)

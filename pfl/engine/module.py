@@ -10,9 +10,12 @@ module only schedules it and knows no particular algorithm. Per round:
 
 A run is a list of stages (one for most algorithms; Personalized FedAvg has
 two), each with its own algorithm, server optimizer and number of rounds.
-Every `eval_every` rounds, at each stage's end and at the end the held-out
-clients (and a fixed sample of training clients) are personalized and
-evaluated.
+Every `eval_every` rounds, at each stage's end and at the end the clients of
+`personalization.population` are personalized and evaluated (the headline
+population first; evaluations before the last may use `interim_*` samples,
+the last is complete). Every `personalization.track_every` rounds a fixed
+sample of the headline clients is measured for rounds to target (initial
+accuracy, Pers.k of `track_epochs`; pfl.engine.targets).
 
 With `replicas` (pfl.engine.replicas) the module holds R replicas, each with its own seed, data,
 parameters, server optimizers and states, per-client state and history; their clients train in one
@@ -65,6 +68,7 @@ class Replica:
     tensors: nn.Module  # .global_params (ParameterDict) and .client_state (ParameterDict or None)
     server_states: list  # per stage
     history: list = field(default_factory=list)  # this replica's evaluation rows
+    track_history: list = field(default_factory=list)  # this replica's tracked rows (rounds to target)
     bytes_total: dict = field(default_factory=lambda: {"down": 0, "up": 0})
     last_eval: dict = field(default_factory=dict)
     local_reference: dict = field(default_factory=dict)  # (population, clients) -> local-only accuracies
@@ -162,6 +166,7 @@ class FederatedModule(pl.LightningModule):
         self._initial = {i: {k: v.detach().clone() for k, v in m.items()} for i, (_, _, m) in enumerate(replicas) if i > 0}
         self.register_buffer("round", torch.zeros((), dtype=torch.int64))
         self.history: list[dict] = []  # one row per evaluation, as logged (replicas: pfl.engine.replicas.combine_rows)
+        self.track_history: list[dict] = []  # one row per tracked round, as logged (likewise)
         self.flops: dict[str, int] = {}  # stage name -> FLOPs of its first round (all clients of the cohort)
         self.last_eval: dict = {}
         self._t0 = time.perf_counter()
@@ -274,6 +279,11 @@ class FederatedModule(pl.LightningModule):
                             names.BYTES_UP_TOTAL: rep.bytes_total["up"]})
             rows.append(metrics)
         self.round += 1
+        track_every = self.personalization.track_every
+        if track_every and ((r + 1) % track_every == 0 or r + 1 == self.total_rounds):
+            for i, row in enumerate(rows):
+                row.update(self.track(r + 1, i))
+            self.track_history.append(combine_rows([rep.track_history[-1] for rep in self.reps]))
         shown = combine_rows(rows)
         self.log("loss", shown.get(names.train("loss"), float("nan")), prog_bar=True, on_step=True, logger=False)
         stage_end = sum(s.rounds for s in self.stages[: si + 1])
@@ -281,6 +291,24 @@ class FederatedModule(pl.LightningModule):
             self.evaluate_and_log(r + 1, rows)  # also at each stage's end: the model a stage hands on
         elif (r + 1) % max(int(getattr(self.trainer, "log_every_n_steps", 1) or 1), 1) == 0:
             self._log_row(shown, r + 1)
+
+    def track(self, r: int, replica: int = 0) -> dict:
+        """Rounds-to-target measurement after round r: the tracked sample of the headline clients,
+        initial accuracy (forward only) and Pers.k for `track_epochs`; kept in the replica's
+        `track_history` (with the bytes spent so far, for summary.own_target)."""
+        t = time.perf_counter()
+        p = self.personalization
+        rep = self.reps[replica]
+        clients = self.sample(p.headline, p.track_clients, replica)
+        ks = sorted(set(int(k) for k in p.track_epochs))
+        row = {}
+        if len(clients):
+            curve = self.personalize(p.headline, clients, replica=replica, epochs=max(ks, default=0)).mean_accuracy()
+            row = {names.tracked(k): float(curve[k]) for k in [0, *ks]}
+        row[names.TRACK_S] = time.perf_counter() - t
+        rep.track_history.append({names.ROUND: r, names.BYTES_DOWN_TOTAL: rep.bytes_total["down"],
+                                  names.BYTES_UP_TOTAL: rep.bytes_total["up"], **row})
+        return row
 
     def _log_row(self, row: dict, r: int) -> None:
         """One row to every logger at step = round: the round's training metrics, and the evaluation's."""
@@ -291,7 +319,7 @@ class FederatedModule(pl.LightningModule):
 
     # -- personalization evaluation -------------------------------------------
     def personalize(self, population: str, clients: Tensor | None = None, progress=None,
-                    replica: int = 0) -> PersonalizationResult:
+                    replica: int = 0, epochs: int | None = None) -> PersonalizationResult:
         rep = self.reps[replica]
         pop = getattr(rep.data, population)
         if clients is None:
@@ -305,8 +333,8 @@ class FederatedModule(pl.LightningModule):
             state = {self._state_names[k]: v.detach()[rows] for k, v in cs.items()}
         self.model.train()
         return personalize(
-            alg, self.personalize_local, params, pop, clients.to(self.device), self.curve_epochs,
-            self._personalize_key(population, replica), self.backend, self.eval_chunk_size, progress=progress,
+            alg, self.personalize_local, params, pop, clients.to(self.device),
+            self.curve_epochs if epochs is None else epochs, self._personalize_key(population, replica), self.backend, self.eval_chunk_size, progress=progress,
             state=state,
         )
 
@@ -335,6 +363,7 @@ class FederatedModule(pl.LightningModule):
         return rep.local_reference[key]
 
     def eval_clients(self, population: str, replica: int = 0) -> Tensor:
+        """The clients of the complete (last) evaluation of `population`: all, or a fixed seeded sample."""
         rep = self.reps[replica]
         n = len(getattr(rep.data, population))
         p = self.personalization
@@ -343,6 +372,15 @@ class FederatedModule(pl.LightningModule):
             return torch.arange(n)
         g = torch.Generator().manual_seed(int(rng.key(rep.seed, 0x5A3E, len(population))))
         return torch.randperm(n, generator=g)[:limit].sort().values
+
+    def sample(self, population: str, limit: int | None, replica: int = 0) -> Tensor:
+        """A fixed seeded sample of `limit` of eval_clients(population) (None: all of them); the interim
+        and tracked samples both come from this one order, so the smaller is inside the larger."""
+        full = self.eval_clients(population, replica)
+        if limit is None or limit >= len(full):
+            return full
+        g = torch.Generator().manual_seed(int(rng.key(self.reps[replica].seed, 0x7AC4, len(population))))
+        return full[torch.randperm(len(full), generator=g)[:limit]].sort().values
 
     def _eval_bar(self, r: int, total: int):
         """A progress bar over the evaluation's clients, below the rounds bar (rank 0, when bars are on)."""
@@ -368,18 +406,25 @@ class FederatedModule(pl.LightningModule):
         log the row (pfl.engine.replicas.combine_rows for R > 1) and return it."""
         t_eval = time.perf_counter()
         rows_in = train_metrics if isinstance(train_metrics, list) else [train_metrics]
-        plans = [{pop: self.eval_clients(pop, i) for pop in ("heldout", "train")} for i in range(len(self.reps))]
+        p = self.personalization
+        final = r >= self.total_rounds  # the last evaluation is complete; earlier ones may be samples
+        plans = [{pop: self.eval_clients(pop, i) if final else self.sample(pop, p.interim_clients, i)
+                  for pop in p.populations()} for i in range(len(self.reps))]
+        extra = [k for s in self.stages for k in s.algorithm.report_epochs]
+        epochs = self.curve_epochs if final else p.interim_curve_length(extra)
         total = 0
-        for rep, plan in zip(self.reps, plans):
+        for i, (rep, plan) in enumerate(zip(self.reps, plans)):
             total += sum(len(c) for c in plan.values())
-            if self.personalization.local_baseline and ("heldout", tuple(int(c) for c in plan["heldout"])) not in rep.local_reference:
-                total += len(plan["heldout"])  # the local-only reference is computed on the first evaluation
+            full = self.eval_clients(p.headline, i)  # Acc_local: once for the complete headline set, then indexed
+            if p.local_baseline and (p.headline, tuple(int(c) for c in full)) not in rep.local_reference:
+                total += len(full)  # the local-only reference is computed on the first evaluation
         bar = self._eval_bar(r, total)
         tick = None if bar is None and self.interrupt_check is None else self._ticker(bar)
         rows = []
         for i, (rep, plan, row_in) in enumerate(zip(self.reps, plans, rows_in)):
-            results, row = self._evaluate(r, i, plan, dict(row_in), tick)
+            results, row = self._evaluate(r, i, plan, dict(row_in), tick, epochs)
             row[names.EVAL_S] = time.perf_counter() - t_eval  # seconds this evaluation took (so far: all replicas)
+            row[names.EVAL_CLIENTS] = total
             row[names.WALL_S] = time.perf_counter() - self._t0
             rep.history.append(row)
             rep.last_eval = {"row": row, "results": results}
@@ -392,22 +437,26 @@ class FederatedModule(pl.LightningModule):
         if self.on_evaluation is not None:
             self.on_evaluation(r, row, self.reps[0].last_eval["results"])
         self._log_row(row, r)
-        shown = {k.replace("heldout/", ""): v for k, v in row.items()
-                 if k.startswith("heldout/") and isinstance(v, float) and "frac" not in k}
-        _info(f"round {r}: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
+        prefix = names.PREFIX[p.headline] + "/"
+        shown = {k.replace(prefix, ""): v for k, v in row.items()
+                 if k.startswith(prefix) and isinstance(v, float) and "frac" not in k}
+        _info(f"round {r}: {names.PREFIX[p.headline]} " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
               + (f" (mean of {len(self.reps)} replicas)" if len(self.reps) > 1 else "")
               + f" (evaluation {row[names.EVAL_S]:.1f} s)")
         return row
 
-    def _evaluate(self, r: int, replica: int, plan: dict, row: dict, tick) -> tuple[dict, dict]:
-        """One replica's evaluation: (results per population, its row)."""
+    def _evaluate(self, r: int, replica: int, plan: dict, row: dict, tick, epochs: int) -> tuple[dict, dict]:
+        """One replica's evaluation: (results per population, its row); `epochs`: the curve's length."""
         results = {}
+        head = self.personalization.headline
         for pop, clients in plan.items():
             if len(clients) == 0:
                 continue
-            res = self.personalize(pop, clients, tick, replica)
-            if pop == "heldout" and self.personalization.local_baseline:
-                res.local_accuracy = self.local_reference(pop, clients, tick, replica)
+            res = self.personalize(pop, clients, tick, replica, epochs=epochs)
+            if pop == head and self.personalization.local_baseline:
+                full = self.eval_clients(pop, replica)
+                ref = self.local_reference(pop, full, tick, replica)
+                res.local_accuracy = ref[torch.searchsorted(full, clients.cpu())]
                 for k, frac in beats_local(res, self.report_epochs).items():
                     row[names.beats_local(k, pop)] = frac
                 row[names.local(pop)] = float(res.local_accuracy[res.num_test > 0].mean())
@@ -427,6 +476,7 @@ class FederatedModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["pfl"] = {
             "history": self.history,
+            "track_history": self.track_history,
             "bytes_total": dict(self.bytes_total),
             "flops": dict(self.flops),
             "rng": {"torch": torch.get_rng_state()},
@@ -435,15 +485,18 @@ class FederatedModule(pl.LightningModule):
         }
         if len(self.reps) > 1:  # every replica's own records (replica 0's also under the keys above)
             checkpoint["pfl"]["replicas"] = [{"history": rep.history, "bytes_total": dict(rep.bytes_total),
-                                              "server_states": rep.server_states} for rep in self.reps]
+                                              "server_states": rep.server_states, "track_history": rep.track_history}
+                                             for rep in self.reps]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         extra = checkpoint.get("pfl", {})
         self.history = list(extra.get("history", []))
+        self.track_history = list(extra.get("track_history", []))
         self.flops = dict(extra.get("flops", {}))
         saved = extra.get("replicas")
         if saved is None:
             saved = [{"history": self.history, "bytes_total": extra.get("bytes_total", {"down": 0, "up": 0}),
+                      "track_history": self.track_history,
                       **({"server_states": extra["server_states"]} if "server_states" in extra else {})}]
         if len(saved) != len(self.reps):
             raise CheckpointError("resume", "", f"resume: the checkpoint holds {len(saved)} replica(s), the run "
@@ -451,6 +504,7 @@ class FederatedModule(pl.LightningModule):
         for rep, s in zip(self.reps, saved):
             rep.history = list(s["history"])
             rep.bytes_total = dict(s["bytes_total"])
+            rep.track_history = list(s.get("track_history", []))
             if "server_states" in s:
                 rep.server_states = list(s["server_states"])
         if "rng" in extra:

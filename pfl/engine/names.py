@@ -9,9 +9,13 @@
     heldout/initial_acc            at each evaluation: held-out clients, the global model (k = 0)
     heldout/pers_acc_K             ... after K personalization epochs
     heldout/worse_frac_K           ... fraction of clients worse after K epochs than at k = 0
-    heldout/local_acc, heldout/beats_local_frac_K   with personalization.local_baseline
-    train_clients/...              the same for the sample of training clients
+    heldout/local_acc, heldout/beats_local_frac_K   with personalization.local_baseline (headline population)
+    train_clients/...              the same for the training clients (a sample, or the headline: population=train|both)
+    tracked/initial_acc, tracked/pers_acc_K   every personalization.track_every rounds: the tracked sample of the
+                                   headline clients (rounds to target at one-round resolution)
     time/eval_s, time/wall_s       seconds of the evaluation / since the start
+    time/track_s                   seconds of the round's tracked measurement
+    eval/clients                   clients personalized in the evaluation (a sample before the last one)
 
 The step of every row is the round (1-based: the row of round r is logged after r rounds). Names use
 only letters, digits and `_ . /`, which TensorBoard and MLflow keep as they are.
@@ -46,6 +50,11 @@ def beats_local(k, pop: str = "heldout") -> str:
     return f"{PREFIX[pop]}/beats_local_frac_{k}"
 
 
+def tracked(k: int = 0) -> str:
+    """The tracked sample's accuracy after k personalization epochs (k = 0: initial)."""
+    return "tracked/initial_acc" if k == 0 else f"tracked/pers_acc_{k}"
+
+
 def train(term: str) -> str:
     return f"train/{term}"
 
@@ -64,4 +73,6 @@ BYTES_UP, BYTES_DOWN = "bytes/up", "bytes/down"
 BYTES_UP_TOTAL, BYTES_DOWN_TOTAL = "bytes/up_total", "bytes/down_total"
 STAGE = "stage"
 EVAL_S, WALL_S = "time/eval_s", "time/wall_s"
+TRACK_S = "time/track_s"  # seconds of the round's rounds-to-target measurement
+EVAL_CLIENTS = "eval/clients"  # clients personalized in the evaluation (local-only reference included)
 ROUND = "round"  # the step: a column of metrics.csv and a key of the history, not a logged metric

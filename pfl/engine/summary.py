@@ -10,10 +10,11 @@ from omegaconf import DictConfig
 
 from pfl.engine import names
 from pfl.engine.files import atomic_write_text
+from pfl.engine.targets import own_targets, rounds_to_targets
 
 
 def rounds_to_target(history: list[dict], key: str, target: float) -> int | None:
-    """First evaluation round at which metric `key` reached `target` (None: never)."""
+    """First row's round at which metric `key` reached `target` (None: never); rows in round order."""
     for row in history:
         v = row.get(key)
         if isinstance(v, (int, float)) and not math.isnan(v) and v >= target:
@@ -32,20 +33,23 @@ def _population_summary(row: dict, pop: str, epochs: list[int]) -> dict:
     }
 
 
-def _local_baseline(row: dict) -> dict | None:
-    """Mean Acc_local and the fraction of held-out clients beating it after k epochs."""
-    if names.local() not in row:
+def _local_baseline(row: dict, pop: str) -> dict | None:
+    """Mean Acc_local and the fraction of the population's clients beating it after k epochs."""
+    if names.local(pop) not in row:
         return None
-    prefix = names.beats_local("")
-    return {"local_accuracy": row[names.local()],
+    prefix = names.beats_local("", pop)
+    return {"population": pop, "local_accuracy": row[names.local(pop)],
             "beats_local_fraction": {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}}
 
 
 def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -> dict:
     epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
     row = module.history[-1] if module.history else {}
-    target = float(cfg.personalization.target_accuracy)
-    held = _population_summary(row, "heldout", epochs)
+    p = module.personalization
+    target = float(p.target_accuracy)
+    head = p.headline  # the population of the top-level numbers (personalization.population)
+    top = _population_summary(row, head, epochs)
+    rtt, resolution = rounds_to_targets(module, target)
     rounds = module.total_rounds
     stage_names = [s.name for s in module.stages]
     return {
@@ -58,16 +62,17 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
         "clients_per_round": cfg.clients_per_round,
         "seed": cfg.seed,
         "zeta": cfg.zeta,
-        "initial_accuracy": held.get("initial_accuracy"),
-        "personalized_accuracy": held.get("personalized_accuracy", {}),
-        "personalization_curve": held.get("curve"),
-        "fraction_worse": held.get("fraction_worse"),
-        "train_clients": _population_summary(row, "train", epochs),
+        "population": head,  # "heldout" or "train": whose numbers the top-level accuracies are
+        "initial_accuracy": top.get("initial_accuracy"),
+        "personalized_accuracy": top.get("personalized_accuracy", {}),
+        "personalization_curve": top.get("curve"),
+        "fraction_worse": top.get("fraction_worse"),
+        "train_clients": _population_summary(row, "train", epochs),  # each population's own block
+        "heldout_clients": _population_summary(row, "heldout", epochs),
         "target_accuracy": target,
-        "rounds_to_target": {
-            "initial": rounds_to_target(module.history, names.initial(), target),
-            **{f"personalized_{k}": rounds_to_target(module.history, names.pers(k), target) for k in epochs},
-        },
+        "rounds_to_target": rtt,  # "initial", "<k>" (and the older "personalized_<k>"); pfl.engine.targets
+        "rounds_to_target_resolution": resolution,
+        "own_target": own_targets(module, float(p.own_target_fraction)),  # Fig. 4a: cost to the run's own final
         "bytes": {
             "down_total": module.bytes_total["down"],
             "up_total": module.bytes_total["up"],
@@ -76,7 +81,9 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
         },
         "flops_per_round": dict(module.flops),  # stage -> FLOPs of its first round (cohort total, FlopCounterMode)
         "flops_total_estimate": sum(module.flops.get(s.name, 0) * s.rounds for s in module.stages),
-        "local_baseline": _local_baseline(row),
+        "local_baseline": _local_baseline(row, head),
+        "evaluation_s": sum(r.get(names.EVAL_S, 0.0) for r in module.history),
+        "tracking_s": sum(r.get(names.TRACK_S, 0.0) for r in module.track_history),
         "backend": backend,
         "device": str(device),
         "wall_time_s": wall_time,
@@ -106,7 +113,8 @@ def format_table(summary: dict) -> str:
     lines = [f"{summary['algorithm']} on {summary['dataset']}, {summary['rounds']} rounds "
              f"({summary['wall_time_s']:.1f} s, backend {summary['backend']})"]
     lines.append(f"{'clients':<10}{'initial':>10}" + "".join(f"{'pers.' + k:>10}" for k in summary["personalized_accuracy"]))
-    for label, part in (("held-out", summary), ("training", summary.get("train_clients") or {})):
+    for label, part in (("held-out", summary.get("heldout_clients") or {}),
+                        ("training", summary.get("train_clients") or {})):
         if part.get("initial_accuracy") is None:
             continue
         vals = [part["initial_accuracy"], *part["personalized_accuracy"].values()]

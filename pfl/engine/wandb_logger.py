@@ -53,7 +53,7 @@ class PflWandbLogger(WandbLogger):
         if curve:
             table = wandb.Table(columns=["epochs", "accuracy"], data=[[k, a] for k, a in enumerate(curve)])
             run.log({"charts/personalization_curve": wandb.plot.line(
-                table, "epochs", "accuracy", title="held-out accuracy after k personalization epochs")})
+                table, "epochs", "accuracy", title=f"{summary.get('population', 'heldout')} accuracy after k personalization epochs")})
         for png in sorted(Path(run_dir).glob("plots/*.png")):
             run.log({f"plots/{png.stem}": wandb.Image(str(png))})
         for path in sorted(Path(run_dir).glob("clients_*.csv")):
@@ -65,7 +65,7 @@ class PflWandbLogger(WandbLogger):
     def define_metrics(self) -> None:
         """Summary of each accuracy: its best and its last value; of each training metric: min and last."""
         run = self.experiment
-        for prefix in ("heldout", "train_clients"):
+        for prefix in ("heldout", "train_clients", "tracked"):
             run.define_metric(f"{prefix}/*", step_metric="trainer/global_step", summary="max,last")
         run.define_metric("train/*", step_metric="trainer/global_step", summary="min,last")
 
@@ -98,7 +98,7 @@ class PflWandbLogger(WandbLogger):
 
 # summary.json entries whose numbers are already in the history under their metric names (pfl.engine.names)
 IN_HISTORY = ("initial_accuracy", "personalized_accuracy", "personalization_curve", "fraction_worse", "train_clients",
-              "local_baseline", "bytes", "final")
+              "heldout_clients", "local_baseline", "bytes", "final")
 
 
 def _is_pruned(exc) -> bool:

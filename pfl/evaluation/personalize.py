@@ -86,6 +86,8 @@ def personalize(
         trainer = local.using(loop)
         initial, counted = trainer.evaluate(algorithm.personal_model(p, st), test)
         correct = [initial]
+        if epochs == 0:  # initial accuracy only: forward passes, no adaptation
+            return torch.stack(correct), counted
         algorithm.adapt(trainer, p, train, k, epochs, lambda e, pe: correct.append(trainer.evaluate(pe, test)[0]),
                         state=st)
         return torch.stack(correct), counted

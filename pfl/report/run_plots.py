@@ -53,7 +53,7 @@ def _num(v) -> float:
 def plot_accuracy_vs_round(rows: list[dict], summary: dict, path: Path) -> Path | None:
     from pfl.engine import names
 
-    rows = [r for r in rows if not math.isnan(_num(r.get(names.initial())))]  # the evaluation rounds
+    rows = [r for r in rows if any(not math.isnan(_num(r.get(names.initial(pop)))) for pop in ("heldout", "train"))]
     if not rows:
         return None
     fig, ax = _figure(6.4, 4.2)
@@ -99,7 +99,8 @@ def plot_loss_vs_round(rows: list[dict], summary: dict, path: Path) -> Path | No
 
 
 def plot_personalization_curve(summary: dict, path: Path) -> Path | None:
-    curves = [("held-out", summary.get("personalization_curve")),
+    held = summary.get("heldout_clients")  # older summaries: the top level was the held-out clients
+    curves = [("held-out", (held or {}).get("curve") if held is not None else summary.get("personalization_curve")),
               ("training clients", (summary.get("train_clients") or {}).get("curve"))]
     curves = [(n, c) for n, c in curves if c]
     if not curves:
@@ -115,7 +116,7 @@ def plot_personalization_curve(summary: dict, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_client_scatter(clients: list[dict], summary: dict, path: Path) -> Path | None:
+def plot_client_scatter(clients: list[dict], summary: dict, path: Path, label: str = "held-out clients") -> Path | None:
     ks = [int(k) for k in summary.get("personalized_accuracy", {})]
     if not clients or not ks:
         return None
@@ -132,9 +133,16 @@ def plot_client_scatter(clients: list[dict], summary: dict, path: Path) -> Path 
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("initial accuracy")
     ax.set_ylabel(f"accuracy after {k} personalization epochs")
-    ax.set_title(f"held-out clients ({len(pts)}); {worse:.0%} below the diagonal", fontsize=9)
+    ax.set_title(f"{label} ({len(pts)}); {worse:.0%} below the diagonal", fontsize=9)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def _headline_clients(run_dir: Path, summary: dict):
+    """(rows, label) of the per-client file of the summary's headline population."""
+    if summary.get("population") == "train":
+        return _read_csv(run_dir / "clients_train.csv"), "training clients"
+    return _read_csv(run_dir / "clients_heldout.csv"), "held-out clients"
 
 
 def write_run_plots(run_dir: str | Path) -> list[Path]:
@@ -145,11 +153,12 @@ def write_run_plots(run_dir: str | Path) -> list[Path]:
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
     rows = _read_csv(run_dir / "metrics.csv")
+    rows_head, label_head = _headline_clients(run_dir, summary)
     made = [
         plot_accuracy_vs_round(rows, summary, out / "accuracy_vs_round.png"),
         plot_loss_vs_round(rows, summary, out / "loss_vs_round.png"),
         plot_personalization_curve(summary, out / "personalization_curve.png"),
-        plot_client_scatter(_read_csv(run_dir / "clients_heldout.csv"), summary, out / "clients_scatter.png"),
+        plot_client_scatter(rows_head, summary, out / "clients_scatter.png", label_head),
     ]
     return [p for p in made if p is not None]
 

@@ -73,7 +73,10 @@ def test_table1_fedavg_then_table3_and_table2_finetune_from_its_checkpoint(tmp_p
     summary, cfg = run(["experiment=jiang2019_table1", "algorithm.local_epochs=1"], base)
     assert cfg.server_opt.momentum == 0.9 and cfg.personalization.client_opt is None  # the training optimizer
     assert summary["algorithm"] == "fedavg"
-    assert set(summary["rounds_to_target"]) == {"initial"} | {f"personalized_{k}" for k in cfg.personalization.epochs}
+    ks, tracked = cfg.personalization.epochs, cfg.personalization.track_epochs  # Table 1: Pers.5 tracked every round
+    assert set(summary["rounds_to_target"]) == ({"initial"} | {str(k) for k in [*ks, *tracked]}
+                                               | {f"personalized_{k}" for k in ks})
+    assert summary["rounds_to_target_resolution"]["5"]["every"] == 1 == summary["rounds_to_target_resolution"]["initial"]["every"]
     saved = load_global_params(base)
     assert torch.equal(saved["head.weight"], load_global_params(base / "checkpoints" / "last.ckpt")["head.weight"])
 

@@ -337,7 +337,9 @@ def test_resume_auto_starts_when_there_is_nothing(tmp_path, capsys, monkeypatch)
 # -- faults while training --------------------------------------------------------------------
 def test_divergence_is_a_clean_stop(tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
-    code, out, err = cli(TINY + ["client_opt.lr=1e9", "checkpoint_every=1", f"hydra.run.dir={run}"], capsys, monkeypatch)
+    # LEAF's Synthetic(1, 1) at lr 1e9: round 1 still ends finite, round 2 does not (a checkpoint to keep)
+    code, out, err = cli(TINY + ["dataset=synthetic_leaf", "client_opt.lr=1e9", "checkpoint_every=1", f"hydra.run.dir={run}"],
+                         capsys, monkeypatch)
     line = one_error_line(code, out, err, 3, ["training diverged at round 2 (loss nan)",
                                               "the last good checkpoint (round 1) is kept at", "try a smaller client_opt.lr"])
     assert str(run / "checkpoints" / "last.ckpt") in line

@@ -49,31 +49,45 @@ def load_synthetic(
     g = np.random.default_rng(seed)
     sizes = np.clip(g.lognormal(4, 2, num_clients).astype(int) + min_examples, min_examples, max_examples)
     cov = np.arange(1, dim + 1) ** -1.2
-    # one exact draw per population (like the real-data loaders), train then held out
-    maps, permuted = [], []
-    for salt, count in enumerate((train_clients, num_clients - train_clients), start=1):
-        m, p = zeta_permutations(count, num_classes, zeta, np.random.default_rng([seed, 1, salt]))
-        maps.append(m), permuted.append(p)
-    maps = np.concatenate(maps)
-    tr_x, tr_y, te_x, te_y = [], [], [], []
+    maps, permuted = label_maps(seed, train_clients, num_clients, num_classes, zeta)
+    xs, ys = [], []
     for k in range(num_clients):
         u = g.normal(0, np.sqrt(alpha))
         w = g.normal(u, 1, (dim, num_classes))
         b = g.normal(u, 1, num_classes)
         v = g.normal(g.normal(0, np.sqrt(beta)), 1, dim)
         x = g.normal(v, np.sqrt(cov), (sizes[k], dim)).astype(np.float32)
-        y = maps[k][np.argmax(x @ w + b, axis=1)]
-        n_test = max(1, int(round(test_fraction * sizes[k])))
+        xs.append(x), ys.append(maps[k][np.argmax(x @ w + b, axis=1)])
+    return generated_data(xs, ys, test_fraction, train_clients, num_classes, maps, permuted,
+                          {"alpha": alpha, "beta": beta, "dim": dim, "zeta": zeta})
+
+
+def label_maps(seed: int, train_clients: int, num_clients: int, num_classes: int, zeta: float):
+    """ζ's label permutations: one exact draw per population (like the real-data loaders), train then held out.
+    Returns (label map per client [N, classes], permuted flags per population)."""
+    maps, permuted = [], []
+    for salt, count in enumerate((train_clients, num_clients - train_clients), start=1):
+        m, p = zeta_permutations(count, num_classes, zeta, np.random.default_rng([seed, 1, salt]))
+        maps.append(m), permuted.append(p)
+    return np.concatenate(maps), permuted
+
+
+def generated_data(xs, ys, test_fraction, train_clients, num_classes, maps, permuted, info) -> FederatedData:
+    """A generated data set from each client's (x, y): the first `test_fraction` of a client's examples are its
+    test set, clients [0, train_clients) train and the rest are held out."""
+    tr_x, tr_y, te_x, te_y = [], [], [], []
+    for x, y in zip(xs, ys):
+        n_test = max(1, int(round(test_fraction * len(x))))
         tr_x.append(x[n_test:]), tr_y.append(y[n_test:]), te_x.append(x[:n_test]), te_y.append(y[:n_test])
-    ids = [f"synthetic_{k:04d}" for k in range(num_clients)]
+    ids = [f"synthetic_{k:04d}" for k in range(len(xs))]
     y64 = lambda ys: [torch.from_numpy(a.astype(np.int64)) for a in ys]  # noqa: E731
     pop = Population.from_clients(ids, tr_x, y64(tr_y), te_x, y64(te_y))
     return FederatedData(
         name="synthetic",
         train=pop.subset(range(train_clients)),
-        heldout=pop.subset(range(train_clients, num_clients)),
+        heldout=pop.subset(range(train_clients, len(xs))),
         num_classes=num_classes,
-        info={"alpha": alpha, "beta": beta, "dim": dim, "zeta": zeta, "model_kwargs": {"in_features": dim},
+        info={**info, "model_kwargs": {"in_features": info["dim"]},
               "permuted": {"train": torch.from_numpy(permuted[0]), "heldout": torch.from_numpy(permuted[1])},
               "label_maps": {"train": torch.from_numpy(maps[:train_clients]),
                              "heldout": torch.from_numpy(maps[train_clients:])}},

@@ -26,11 +26,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-import torch
 
 from pfl.config_errors import is_int
-from pfl.data.federated import FederatedData, Population
-from pfl.data.partition import zeta_permutations
+from pfl.data.federated import FederatedData
+from pfl.data.synthetic import generated_data, label_maps
 from pfl.settings import checked, integer, number, relation
 
 
@@ -55,31 +54,14 @@ def load_synthetic_mixture(
     g = np.random.default_rng([seed, 7])
     sizes = np.clip(g.lognormal(4, 2, num_clients).astype(int) + min_examples, min_examples, max_examples)
     means = g.normal(0, sep / np.sqrt(dim), (num_classes, dim))
-    maps, permuted = [], []
-    for salt, count in enumerate((train_clients, num_clients - train_clients), start=1):
-        m, p = zeta_permutations(count, num_classes, zeta, np.random.default_rng([seed, 1, salt]))
-        maps.append(m), permuted.append(p)
-    maps = np.concatenate(maps)
-    tr_x, tr_y, te_x, te_y = [], [], [], []
+    maps, permuted = label_maps(seed, train_clients, num_clients, num_classes, zeta)
+    xs, ys = [], []
     for k in range(num_clients):
         centres = means + g.normal(0, shift / np.sqrt(dim), (num_classes, dim)) \
             + g.normal(0, offset / np.sqrt(dim), dim)
         y = g.choice(num_classes, size=sizes[k], p=g.dirichlet(np.full(num_classes, label_skew)))
         x = (centres[y] + g.normal(0, 1, (sizes[k], dim))).astype(np.float32)
-        y = maps[k][y]
-        n_test = max(1, int(round(test_fraction * sizes[k])))
-        tr_x.append(x[n_test:]), tr_y.append(y[n_test:]), te_x.append(x[:n_test]), te_y.append(y[:n_test])
-    ids = [f"synthetic_{k:04d}" for k in range(num_clients)]
-    y64 = lambda ys: [torch.from_numpy(a.astype(np.int64)) for a in ys]  # noqa: E731
-    pop = Population.from_clients(ids, tr_x, y64(tr_y), te_x, y64(te_y))
-    return FederatedData(
-        name="synthetic",
-        train=pop.subset(range(train_clients)),
-        heldout=pop.subset(range(train_clients, num_clients)),
-        num_classes=num_classes,
-        info={"sep": sep, "shift": shift, "offset": offset, "label_skew": label_skew, "dim": dim, "zeta": zeta,
-              "model_kwargs": {"in_features": dim},
-              "permuted": {"train": torch.from_numpy(permuted[0]), "heldout": torch.from_numpy(permuted[1])},
-              "label_maps": {"train": torch.from_numpy(maps[:train_clients]),
-                             "heldout": torch.from_numpy(maps[train_clients:])}},
-    )
+        xs.append(x), ys.append(maps[k][y])
+    return generated_data(xs, ys, test_fraction, train_clients, num_classes, maps, permuted,
+                          {"sep": sep, "shift": shift, "offset": offset, "label_skew": label_skew, "dim": dim,
+                           "zeta": zeta})

@@ -10,7 +10,7 @@ import pytest
 import torch.distributed as dist
 
 from tests.helpers import REPO, TINY
-from tests.helpers.runs import kill_once_checkpointed
+from tests.helpers.runs import close_tree, kill_once_checkpointed
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
@@ -41,24 +41,9 @@ def _killed(run, devices):
     kill_once_checkpointed(_cmd(run, devices), run, _env())
 
 
-def _close(a, b, path):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            _close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{path}[{i}]")
-    elif isinstance(a, float):
-        assert a == pytest.approx(b, abs=1e-5), path
-    else:
-        assert a == b, path
-
-
 def _same(a, b):
     for k in KEYS:
-        _close(a[k], b[k], k)
+        close_tree(a[k], b[k], k)
 
 
 def test_two_ranks_equal_one_process_and_resume_across_world_sizes(tmp_path):

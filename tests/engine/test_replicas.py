@@ -10,7 +10,7 @@ from pfl.config_errors import ConfigError
 from pfl.report import seeds
 from pfl.run import train
 from tests.helpers import compose_cfg
-from tests.helpers.runs import crash_at
+from tests.helpers.runs import close_tree, crash_at
 
 # smaller than TINY: two rounds, one evaluation, no checkpoints
 SMALL = ["rounds=2", "eval_every=2", "checkpoint_every=0", "personalization.curve_epochs=1",
@@ -23,21 +23,6 @@ def _with_seed(cfg, seed: int):
 
 
 KEYS = ("initial_accuracy", "personalized_accuracy", "personalization_curve", "fraction_worse", "train_clients")
-
-
-def _close(a, b, path=""):
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for k in a:
-            _close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{path}.{i}")
-    elif isinstance(a, float):
-        assert a == pytest.approx(b, abs=1e-5), path
-    else:
-        assert a == b, path
 
 
 @pytest.mark.parametrize("replicas, extra", [
@@ -54,9 +39,9 @@ def test_replicas_equal_separate_seeded_runs(tmp_path, replicas, extra):
     for part, single in zip(rep["replicas"], singles):
         assert part["seed"] == single["seed"]
         for k in KEYS:
-            _close(part[k], single[k], k)
+            close_tree(part[k], single[k], k)
         assert part["bytes"] == single["bytes"]
-        _close(part["local_baseline"], single["local_baseline"], "local_baseline")
+        close_tree(part["local_baseline"], single["local_baseline"], "local_baseline")
     # the replicas are different runs, and the headline numbers are their mean and sample std
     accs = [s["train_clients"]["initial_accuracy"] for s in singles]
     assert len(set(accs)) > 1
@@ -90,7 +75,7 @@ def test_replicated_run_resumes_to_the_uninterrupted_result(tmp_path):
     resumed = train(compose_cfg(args + ["resume=true"]), tmp_path / "cut")
     for x, y in zip(full["replicas"], resumed["replicas"]):
         for k in KEYS:
-            _close(x[k], y[k], k)
+            close_tree(x[k], y[k], k)
         assert x["rounds_to_target"] == y["rounds_to_target"] and x["bytes"] == y["bytes"]
     with pytest.raises(ConfigError, match="replicas"):  # the checkpoint holds 2 replicas
         train(compose_cfg(args + ["resume=true", "replicas=3"]), tmp_path / "cut")

@@ -65,3 +65,21 @@ def kill_once_checkpointed(cmd: list[str], run_dir: Path, env: dict, timeout: fl
     proc.wait()
     assert ckpt.exists(), "no checkpoint was written before the kill"
     assert not (run_dir / "summary.json").exists(), "the run finished before it could be killed"
+
+
+def close_tree(a, b, path: str = "", tol: float = 1e-5) -> None:
+    """Two nested summaries (dicts, lists, numbers) are equal, floats to `tol`; `path` names the first difference."""
+    import pytest
+
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            close_tree(a[k], b[k], f"{path}.{k}", tol)
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            close_tree(x, y, f"{path}[{i}]", tol)
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, abs=tol), path
+    else:
+        assert a == b, path

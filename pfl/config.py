@@ -361,7 +361,7 @@ def build(node, drop=("name",), path: str | None = None, **runtime):
         return fn(**cfg, **extra)
     except ConfigError as exc:  # a setting's rule: name the real config path
         prefix = exc.key.split(".", 1)
-        if path and len(prefix) == 2 and prefix[1] in cfg:
+        if path and len(prefix) == 2 and prefix[1] in cfg and type(exc) is ConfigError:  # a DataError's line is whole
             raise ConfigError(f"{path}.{prefix[1]}", exc.value, exc.allowed) from None
         raise
 

@@ -185,7 +185,8 @@ JSON = [("json-garbage", lambda p: p.write_bytes(os.urandom(500)), ["all.json", 
         ("json-empty", lambda p: p.write_text(""), ["not a LEAF json shard", "JSONDecodeError"]),
         ("json-truncated", lambda p: p.write_text(p.read_text()[: len(p.read_text()) // 2]), ["not a LEAF json shard"]),
         ("json-other-layout", lambda p: p.write_text('{"users": [], "user_data": [1, 2]}'), ["not a LEAF json shard"]),
-        ("json-wrong-example-shape", None, ["not femnist examples"])]
+        ("json-wrong-example-shape", None, ["not femnist examples"]),
+        ("json-missing", lambda p: p.unlink(), ["must hold train/*.json and test/*.json"])]
 
 
 @pytest.mark.parametrize("damage,words", [r[1:] for r in JSON], ids=[r[0] for r in JSON])
@@ -197,7 +198,9 @@ def test_bad_leaf_json(damage, words, tmp_path, capsys, monkeypatch):
     code, out, err = cli(DATA_FREE + ["dataset=femnist_leaf", f"dataset.root={root}", f"dataset.cache_dir={tmp_path}/cache",
                                       "dataset.train_clients=4", "model=mlp", f"hydra.run.dir={tmp_path}/run"],
                          capsys, monkeypatch)
-    one_error_line(code, out, err, 2, words)
+    line = one_error_line(code, out, err, 2, words)
+    if "must hold" in words[0]:
+        assert line.startswith(f"error: dataset.root={root} must hold"), line  # the folder as given, never "None"
 
 
 def test_damaged_npz_cache_is_rebuilt_never_unpickled(tmp_path, capsys, monkeypatch):

@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch.distributed as dist
 
-from tests.helpers import REPO, TINY
+from pfl.run import train
+from tests.helpers import REPO, TINY, compose_cfg
 from tests.helpers.runs import close_tree, kill_once_checkpointed
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -47,7 +48,7 @@ def _same(a, b):
 
 
 def test_two_ranks_equal_one_process_and_resume_across_world_sizes(tmp_path):
-    ref = _run(tmp_path / "one", 1)
+    ref = train(compose_cfg(ARGS, tiny=False), tmp_path / "one")  # one process (this one: no interpreter start)
     two = tmp_path / "two_then_one"
     _killed(two, 2)  # a checkpoint written by 2 ranks, resumed by 1
     _same(_run(two, 1, "resume=true"), ref)

@@ -205,7 +205,7 @@ def main() -> None:
 
         print(f"pfl {version()} (distribution pfl-meta; Hydra {hydra.__version__})")
         return
-    from pfl.engine.faults import Stopped  # imports Lightning: not needed for --version
+    from pfl.engine.faults import Stopped
 
     try:
         problem = precheck(args)

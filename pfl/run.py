@@ -25,7 +25,8 @@ from pfl.config import build, stage_names, trainer_settings, validate, validate_
 from pfl.config_errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
 from pfl.engine.checkpoint import CheckpointError, RoundCheckpoint, config_changes, read_checkpoint
-from pfl.engine.faults import Diverged, Stopped, StopOnSignal
+from pfl.engine.faults import Diverged, Stopped
+from pfl.engine.stop_signal import StopOnSignal
 from pfl.engine.distributed import make_strategy
 from pfl.engine.files import write_json
 from pfl.engine.loggers import make_loggers

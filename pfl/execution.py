@@ -32,6 +32,8 @@ sequential backend.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, replace
 from typing import Callable, Union
 
@@ -182,6 +184,39 @@ class Shard:
         return tree_unflatten(out, spec)
 
 
+_FLOPS: contextvars.ContextVar = contextvars.ContextVar("pfl_flops", default=None)
+
+
+@contextlib.contextmanager
+def counting_flops():
+    """Count the FLOPs (torch's FlopCounterMode) of every client computation a Backend runs inside
+    the block; yields a one-element list holding the sum. Counted per client (sequential) or per
+    chunk (vmap): one counter around a whole sequential cohort held about 40 MB per CNN client until
+    it exited (peers case: a first-round peak of 1356 MB RSS, against 546 MB without counting)."""
+    total = [0]
+    token = _FLOPS.set(total)
+    try:
+        yield total
+    finally:
+        _FLOPS.reset(token)
+
+
+def _counted(call: Callable):
+    total = _FLOPS.get()
+    if total is None:
+        return call()
+    from torch.utils.flop_counter import FlopCounterMode
+
+    token = _FLOPS.set(None)  # anything nested is inside this counter already
+    try:
+        with FlopCounterMode(display=False) as counter:
+            out = call()
+    finally:
+        _FLOPS.reset(token)
+    total[0] += int(counter.get_total_flops())
+    return out
+
+
 @dataclass(frozen=True)
 class Backend:
     """Runs a per-client function over clients; `chunk_size` bounds one vmap call."""
@@ -235,7 +270,7 @@ class Backend:
             for i in range(num):
                 st = None if state is None else tree_map(lambda t: t[i], state)
                 d = _client(data, i)
-                res = fn(shared, d, keys[i], st, StepLoop(_steps_n(d)))
+                res = _counted(lambda: fn(shared, d, keys[i], st, StepLoop(_steps_n(d))))
                 if out is None:
                     out = tree_map(lambda t: t.new_empty((num, *t.shape)), res)
                 tree_map(lambda dst, src: dst[i].copy_(src), out, res)
@@ -256,7 +291,7 @@ class Backend:
             # optional fields (ClientData.aug) may be None: not batched
             data_dims = tree_map(lambda t: None if t is None else 0, part, is_leaf=lambda t: t is None)
             vf = torch.func.vmap(one, in_dims=(data_dims, 0, None if st is None else 0), randomness="different")
-            out.append(_compiled_call(vf, part, keys[sl], st) if self.compile else vf(part, keys[sl], st))
+            out.append(_counted(lambda: _compiled_call(vf, part, keys[sl], st) if self.compile else vf(part, keys[sl], st)))
             tick(sl.stop - sl.start)
         return out[0] if len(out) == 1 else tree_map(lambda *xs: torch.cat(xs), *out)
 

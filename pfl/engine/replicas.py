@@ -36,13 +36,12 @@ import statistics
 import torch
 from torch import Tensor
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
-from torch.utils.flop_counter import FlopCounterMode
 
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.config_errors import ConfigError
 from pfl.engine.round import RoundResult, Server, finish_round, run_round
-from pfl.execution import Backend
+from pfl.execution import Backend, counting_flops
 
 
 class ReplicaError(ConfigError):
@@ -161,9 +160,9 @@ def run_replicas(
     data, all_keys = concat_clients(datas), torch.cat(keys)
     flops = None
     if count_flops:
-        with FlopCounterMode(display=False) as counter:
+        with counting_flops() as total:
             updates = backend.map(client, None, data, all_keys, rows)
-        flops = int(counter.get_total_flops()) // len(sizes)  # per replica (padding to the widest included)
+        flops = total[0] // len(sizes)  # per replica (padding to the widest included)
     else:
         updates = backend.map(client, None, data, all_keys, rows)
     out, start = [], 0

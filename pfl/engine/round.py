@@ -17,14 +17,13 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.utils.flop_counter import FlopCounterMode
 
 from pfl import aggregate as agg
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import ClientData
-from pfl.execution import Backend
+from pfl.execution import Backend, counting_flops
 
 
 @dataclass
@@ -135,9 +134,9 @@ def run_round(
         return client_updates(algorithm, local, backend, sent, data, keys, client_state), None
 
     if count_flops:
-        with FlopCounterMode(display=False) as counter:
+        with counting_flops() as total:  # per client / per chunk (pfl.execution.counting_flops: memory)
             updates, delta = compute()
-        flops = int(counter.get_total_flops())
+        flops = total[0]
     else:
         updates, delta = compute()
     return finish_round(algorithm, server, sent, updates, int(keys.shape[0]), client_state, flops, delta)

@@ -146,8 +146,11 @@ def test_two_workers_share_one_study_then_a_rerun_resumes_it(tmp_path):
     assert not ran[0] & ran[1]  # no trial ran twice
     assert ran[0] | ran[1] == {0, 1, 2}  # none lost
     ts = trials(tmp_path)
-    assert [t.state for t in ts] == [TrialState.COMPLETE] * 3
-    assert len({tuple(sorted(t.params.items())) for t in ts}) == 3
+    # a worker that lost the race for the last slot puts its trial back (WAITING, reused by a resume:
+    # tests/sweep/test_units.py::test_loser_of_a_race_puts_its_trial_back_and_a_resume_reuses_it)
+    done = [t for t in ts if t.state != TrialState.WAITING]
+    assert [t.state for t in done] == [TrialState.COMPLETE] * 3 and len(ts) - len(done) <= 1, [t.state for t in ts]
+    assert len({tuple(sorted(t.params.items())) for t in done}) == 3
     # the same command again, with a larger budget: one more trial, the first three untouched
     rc, out = pfl(*args[:-2], "sweep.n_trials=4", f"hydra.sweep.dir={tmp_path}")
     assert rc == 0, out[-2000:]

@@ -7,8 +7,8 @@
 - `Stopped`: SIGTERM or SIGINT (raised by `pfl.engine.stop_signal.StopOnSignal`); exit status
   128 + the signal (143, 130).
 
-No Lightning here: the command line imports these to report a failure, and `--help`, `--cfg`,
-shell completion and configuration errors should not pay for importing Lightning.
+No Lightning here: the command line imports these before it knows whether a run follows, and
+the signal callback that needs Lightning lives in `pfl.engine.stop_signal`.
 
 `Stopped` is a BaseException, not an Exception: a sweep stops on it (its trial is queued again)
 instead of recording a failed trial and starting the next one.

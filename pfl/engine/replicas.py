@@ -41,7 +41,7 @@ from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.config_errors import ConfigError
 from pfl.engine.round import RoundResult, Server, finish_round, run_round
-from pfl.execution import Backend, counting_flops
+from pfl.execution import Backend, _parts, _rebuild, counting_flops  # how a backend splits and rebuilds ClientData
 
 
 class ReplicaError(ConfigError):
@@ -88,16 +88,6 @@ def _unstack(spec, fixed: dict, tensors: dict, index: Tensor):
     """Replica `index`'s broadcast (under vmap `index` is batched: a gather per client)."""
     leaves = [fixed[i] if i in fixed else tensors[i][index] for i in range(len(fixed) + len(tensors))]
     return tree_unflatten(leaves, spec)
-
-
-def _parts(data) -> tuple:
-    return (data,) if hasattr(data, "n") else tuple(data)
-
-
-def _rebuild(like, parts):
-    if hasattr(like, "n"):
-        return parts[0]
-    return type(like)(*parts) if hasattr(like, "_fields") else tuple(parts)
 
 
 def _pad(t: Tensor, width: int) -> Tensor:

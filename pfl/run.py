@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pfl.algorithms.local import LocalTrainer
 from pfl.config import build, stage_names, trainer_settings, validate, validate_population
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
 from pfl.engine.checkpoint import CheckpointError, RoundCheckpoint, config_changes, read_checkpoint
 from pfl.engine.faults import Diverged, Stopped

@@ -29,7 +29,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from pfl import aggregate as agg
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import ClientData, Split
-from pfl.settings import Settings
+from pfl.config.settings import Settings
 from pfl.task import Params
 
 
@@ -50,7 +50,7 @@ class Algorithm(Settings):
     """Base class: FedAvg's server and the default personalization; subclasses
     override `client_update` and whichever other hooks they need.
 
-    Subclasses are dataclasses whose fields are `setting(...)`s (pfl.settings): the one
+    Subclasses are dataclasses whose fields are `setting(...)`s (pfl.config.settings): the one
     place a setting's default and allowed values live. The algorithm's name is its
     config option (conf/algorithm/<name>.yaml), not a field."""
 

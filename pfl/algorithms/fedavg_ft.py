@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, uniform_weight
-from pfl.settings import integer, number, optional, setting
+from pfl.config.settings import integer, number, optional, setting
 
 
 @dataclass

@@ -39,7 +39,7 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.engine.round import RoundResult, Server, finish_round, run_round
 from pfl.execution import Backend, _parts, _rebuild, counting_flops  # how a backend splits and rebuilds ClientData
 

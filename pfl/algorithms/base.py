@@ -56,7 +56,7 @@ class Algorithm(Settings):
 
     config_path = "algorithm"
     #: personalization epochs this algorithm's results are read at, added to
-    #: `personalization.epochs` (FedAvg-FT's K fine-tuning epochs)
+    #: `personalization.epochs` (the local-only baseline's epochs, Acc_local)
     report_epochs: tuple[int, ...] = ()
     #: rounds this algorithm runs regardless of the config's `rounds` (None: the config's)
     rounds: int | None = None
@@ -76,6 +76,13 @@ class Algorithm(Settings):
         passes the training population's size N (SCAFFOLD's |S|/N) and the stage's
         number of rounds; both None where none is known (a bare run_round)."""
         return {}
+
+    def stages(self, server_opt, rounds: int) -> list[tuple[str, "Algorithm", object, int]]:
+        """The run of `rounds` rounds this algorithm stands for, as the engine's stages:
+        [(name suffix, algorithm, partial server optimizer, rounds)]; `server_opt` is the
+        configured one. Default: one stage, this algorithm. A method defined as a sequence
+        of others (FedAvg-FT: FedAvg, then Reptile with another server optimizer) returns them."""
+        return [("", self, server_opt, rounds)]
 
     def server_optimizer(self, param_groups: list[dict], configured):
         """The torch optimizer of the server; `configured` is the one `server_opt` names."""

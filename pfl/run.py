@@ -24,6 +24,7 @@ from pfl.algorithms.local import LocalTrainer
 from pfl.config import build, stage_names, trainer_settings, validate, validate_population
 from pfl.config_errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
+from pfl.data.validate import check_data
 from pfl.engine.checkpoint import CheckpointError, RoundCheckpoint, config_changes, read_checkpoint
 from pfl.engine.faults import Diverged, Stopped
 from pfl.engine.stop_signal import StopOnSignal
@@ -91,6 +92,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     data = flag_permuted_clients(build(cfg.dataset, path="dataset"))  # ζ-permuted clients augment, where the data set can
+    if not data.info.get("validated"):  # a data set from outside pfl.data (its loaders validate their own)
+        check_data(data)
     validate_population(cfg, len(data.train), len(data.heldout))
     model = build(cfg.model, path="model", num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
     precision = (cfg.get("trainer") or {}).get("precision")

@@ -30,6 +30,7 @@ from pfl.engine.faults import Diverged, Stopped
 from pfl.engine.stop_signal import StopOnSignal
 from pfl.engine.distributed import make_strategy
 from pfl.engine.files import write_json
+from pfl.engine.run_dir import claim
 from pfl.engine.loggers import make_loggers
 from pfl.engine.progress import RoundProgressBar, progress_bar_enabled
 from pfl.engine.module import FederatedModule, Stage
@@ -84,10 +85,14 @@ def load_global_params(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
-    t0 = time.perf_counter()
     validate(cfg)
     run_dir = Path(run_dir or _hydra_run_dir())
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with claim(run_dir, cfg.resume, bool(cfg.get("overwrite", False))):  # one run per folder (pfl.engine.run_dir)
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict:
+    t0 = time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
     pl.seed_everything(cfg.seed, workers=False, verbose=False)

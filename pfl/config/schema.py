@@ -138,6 +138,7 @@ class Config:
     checkpoint_every: int = setting(10, integer(ge=0, note="0: only at the end"))
     resume: Any = setting(False, check=lambda v: v in (True, False, "auto"),
                           allowed="true (continue the run in hydra.run.dir), false or auto (continue if there is a checkpoint, else start)")
+    overwrite: bool = setting(False, boolean())  # a new run may replace the run already in hydra.run.dir
     init_from: Optional[str] = setting(None, check=lambda v: v is None or Path(v).exists(),
                                        allowed="null or an existing run directory / checkpoint file to start from")
     device: str = setting("auto", check=_device_ok, allowed="auto, cpu, cuda, cuda:N or mps")
@@ -287,7 +288,7 @@ def validate(cfg: DictConfig) -> None:
                                      f"the keys of {path[:-1]} are listed by `python -m pfl --cfg job -p {path[:-1]}`"
                                      if path else "the top-level keys are listed by `python -m pfl --cfg job`")
     top = {k: _plain(cfg.get(k)) for k in ("seed", "replicas", "rounds", "clients_per_round", "zeta", "eval_every",
-                                            "checkpoint_every", "resume", "init_from", "device")}
+                                            "checkpoint_every", "resume", "overwrite", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     _check_replicas(cfg)

@@ -9,16 +9,20 @@ the plugin only when the folder `hydra_plugins` itself is mapped (pyproject.toml
 lists it for that). For an install where it is not (an editable install made
 before that, or another build backend), `ensure_registered()` imports the
 plugin by name and registers its class with Hydra's public
-`Plugins.register`, before Hydra looks for it. Importing the plugin also
+`Plugins.register`, before Hydra looks for it; without hydra-optuna-sweeper
+installed, that plugin's class name (`_target_` of YAMLs written for it) maps
+to pfl's sweeper too. Importing the plugin also
 stores the `sweep` group (sweeps/*.yaml) and `hydra/sweeper=pfl_optuna|optuna`.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import pkgutil
 
 MODULE = "hydra_plugins.pfl_optuna_sweeper.pfl_optuna_sweeper"
+UPSTREAM = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"  # hydra-optuna-sweeper's class
 
 
 def listed_by_hydra() -> bool:
@@ -36,8 +40,12 @@ def ensure_registered() -> bool:
         module = importlib.import_module(MODULE)
     except ImportError:
         return False
-    if not listed_by_hydra():
-        from hydra.core.plugins import Plugins
+    from hydra.core.plugins import Plugins
 
+    if not listed_by_hydra():
         Plugins.instance().register(module.PflOptunaSweeper)
+    if importlib.util.find_spec(UPSTREAM.rsplit(".", 2)[0]) is None:
+        # a YAML written for hydra-optuna-sweeper names its class (`_target_: ...OptunaSweeper`, as
+        # lightning-hydra-template's do): without that plugin installed, the name builds pfl's sweeper
+        Plugins.instance().class_name_to_class.setdefault(UPSTREAM, module.PflOptunaSweeper)
     return True

@@ -206,7 +206,9 @@ def main() -> None:
         print(f"pfl {version()} (distribution pfl-meta; Hydra {hydra.__version__})")
         return
     from pfl.engine.faults import Stopped
+    from pfl.hydra_plugin import ensure_registered
 
+    ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
     try:
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:

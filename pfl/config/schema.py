@@ -151,6 +151,9 @@ class Config:
     # an Optuna sweep (python -m pfl -m +sweep=NAME): untyped here, so that the sweeper can create the node in a
     # trial's job (`++sweep={...}`, also where the config has none); validate() checks it (pfl.config.sweep)
     sweep: Optional[Any] = None
+    # lightning-hydra-template's key: the metric an Optuna sweep optimizes (a metric name such as
+    # heldout/pers_acc_5 or a dotted path into summary.json; a list for several objectives); sweep.objectives wins
+    optimized_metric: Optional[Any] = None
 
 
 # -- schemas of the group options -------------------------------------------------

@@ -12,6 +12,7 @@ from pfl.algorithms.fedmeta import FedMeta
 from pfl.algorithms.fedper import FedPer
 from pfl.algorithms.fedprox import FedProx
 from pfl.algorithms.fedrep import FedRep
+from pfl.algorithms.fedrod import FedRoD
 from pfl.algorithms.lg_fedavg import LGFedAvg
 from pfl.algorithms.local_only import LocalOnly
 from pfl.algorithms.maml import FOMAML, MAML
@@ -20,5 +21,5 @@ from pfl.algorithms.pfedme import PFedMe
 from pfl.algorithms.scaffold import SCAFFOLD
 
 __all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedALA", "FedAvg", "FedAvgFT", "FedBABU",
-           "FedMeta", "FedPer", "FedProx", "FedRep", "FedSGD", "LGFedAvg", "LocalOnly", "MAML", "PFedMe",
+           "FedMeta", "FedPer", "FedProx", "FedRep", "FedRoD", "FedSGD", "LGFedAvg", "LocalOnly", "MAML", "PFedMe",
            "PerFedAvg", "Reptile", "SCAFFOLD"]

@@ -5,12 +5,15 @@ from pfl.algorithms.apfl import APFL
 from pfl.algorithms.base import Algorithm, ClientUpdate
 from pfl.algorithms.ditto import Ditto
 from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
+from pfl.algorithms.fedala import FedALA
 from pfl.algorithms.fedavg_ft import FedAvgFT
 from pfl.algorithms.fedbabu import FedBABU
+from pfl.algorithms.feddbe import FedDBE
 from pfl.algorithms.fedmeta import FedMeta
 from pfl.algorithms.fedper import FedPer
 from pfl.algorithms.fedprox import FedProx
 from pfl.algorithms.fedrep import FedRep
+from pfl.algorithms.fedrod import FedRoD
 from pfl.algorithms.lg_fedavg import LGFedAvg
 from pfl.algorithms.local_only import LocalOnly
 from pfl.algorithms.maml import FOMAML, MAML
@@ -18,6 +21,6 @@ from pfl.algorithms.perfedavg import PerFedAvg
 from pfl.algorithms.pfedme import PFedMe
 from pfl.algorithms.scaffold import SCAFFOLD
 
-__all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedAvg", "FedAvgFT", "FedBABU", "FedMeta",
-           "FedPer", "FedProx", "FedRep", "FedSGD", "LGFedAvg", "LocalOnly", "MAML", "PFedMe", "PerFedAvg", "Reptile",
-           "SCAFFOLD"]
+__all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedALA", "FedAvg", "FedAvgFT", "FedBABU",
+           "FedMeta", "FedPer", "FedProx", "FedRep", "FedRoD", "FedSGD", "LGFedAvg", "LocalOnly", "MAML", "PFedMe",
+           "PerFedAvg", "Reptile", "SCAFFOLD"]

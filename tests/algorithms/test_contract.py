@@ -45,6 +45,8 @@ SETTINGS: dict[str, dict] = {
     "fedrep": {"extra_down": -2600, "extra_up": -2600},
     "fedbabu": {"extra_down": -2600, "extra_up": -2600},  # the frozen head is never sent
     "lg_fedavg": {"extra_down": -5376, "extra_up": -5376},  # the head only: the body stays on the client
+    "feddbe": {"extra_down": 257, "extra_up": 256},  # the consensus z̄ᵍ (64 floats) and its flag; the client's mean
+    "fedala": {"overrides": ["algorithm.start_epochs=2"]},  # 10 ALA passes per round cost 3x the run's time
 }
 
 # the tiny run of tests.helpers, evaluated every round (metrics.csv then has a row per round) on few clients

@@ -12,15 +12,18 @@ from pfl.algorithms.feddbe import FedDBE
 from pfl.algorithms.fedmeta import FedMeta
 from pfl.algorithms.fedper import FedPer
 from pfl.algorithms.fedprox import FedProx
+from pfl.algorithms.fedproto import FedProto
 from pfl.algorithms.fedrep import FedRep
 from pfl.algorithms.fedrod import FedRoD
+from pfl.algorithms.knn_per import KNNPer
 from pfl.algorithms.lg_fedavg import LGFedAvg
 from pfl.algorithms.local_only import LocalOnly
 from pfl.algorithms.maml import FOMAML, MAML
 from pfl.algorithms.perfedavg import PerFedAvg
+from pfl.algorithms.pfedhn import PFedHN
 from pfl.algorithms.pfedme import PFedMe
 from pfl.algorithms.scaffold import SCAFFOLD
 
-__all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedALA", "FedAvg", "FedAvgFT", "FedBABU",
-           "FedMeta", "FedPer", "FedProx", "FedRep", "FedRoD", "FedSGD", "LGFedAvg", "LocalOnly", "MAML", "PFedMe",
-           "PerFedAvg", "Reptile", "SCAFFOLD"]
+__all__ = ["AFML", "Algorithm", "APFL", "ClientUpdate", "Ditto", "FedALA", "FedAvg", "FedAvgFT", "FedBABU",
+           "FedMeta", "FedPer", "FedProto", "FedProx", "FedRep", "FedRoD", "FedSGD", "FOMAML", "KNNPer",
+           "LGFedAvg", "LocalOnly", "MAML", "PerFedAvg", "PFedHN", "PFedMe", "Reptile", "SCAFFOLD"]

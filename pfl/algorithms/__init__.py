@@ -24,6 +24,6 @@ from pfl.algorithms.pfedhn import PFedHN
 from pfl.algorithms.pfedme import PFedMe
 from pfl.algorithms.scaffold import SCAFFOLD
 
-__all__ = ["AFML", "Algorithm", "APFL", "ClientUpdate", "Ditto", "FedALA", "FedAvg", "FedAvgFT", "FedBABU",
+__all__ = ["AFML", "Algorithm", "APFL", "ClientUpdate", "Ditto", "FedALA", "FedAvg", "FedAvgFT", "FedBABU", "FedDBE",
            "FedMeta", "FedPer", "FedProto", "FedProx", "FedRep", "FedRoD", "FedSGD", "FOMAML", "KNNPer",
            "LGFedAvg", "LocalOnly", "MAML", "PerFedAvg", "PFedHN", "PFedMe", "Reptile", "SCAFFOLD"]

@@ -45,6 +45,7 @@ SETTINGS: dict[str, dict] = {
     "fedrep": {"extra_down": -2600, "extra_up": -2600},
     "fedbabu": {"extra_down": -2600, "extra_up": -2600},  # the frozen head is never sent
     "lg_fedavg": {"extra_down": -5376, "extra_up": -5376},  # the head only: the body stays on the client
+    "afml": {"extra_up": 5376},  # Alg. 1's g_g = ∇τ: two values (mean, σ) per body weight up
 }
 
 # the tiny run of tests.helpers, evaluated every round (metrics.csv then has a row per round) on few clients

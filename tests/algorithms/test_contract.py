@@ -52,6 +52,7 @@ SETTINGS: dict[str, dict] = {
     # a small hypernetwork and few inner steps (the defaults, 50 steps and H = 100, take ~4x the time)
     "pfedhn": {"overrides": ["algorithm.local_steps=5", "algorithm.hidden=8", "algorithm.n_hidden=1"]},
     "fedproto": {"extra_down": 2570 - 7976, "extra_up": 2600 - 7976},
+    "afml": {"extra_up": 5376},  # Alg. 1's g_g = ∇τ: two values (mean, σ) per body weight up
 }
 
 # the tiny run of tests.helpers, evaluated every round (metrics.csv then has a row per round) on few clients

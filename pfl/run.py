@@ -31,6 +31,7 @@ from pfl.engine.stop_signal import StopOnSignal
 from pfl.engine.distributed import make_strategy
 from pfl.engine.files import write_json
 from pfl.engine.run_dir import claim
+from pfl.engine.resume_check import check_resume
 from pfl.engine.loggers import make_loggers
 from pfl.engine.progress import RoundProgressBar, progress_bar_enabled
 from pfl.engine.module import FederatedModule, Stage
@@ -145,7 +146,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
             raise CheckpointError("resume", run_dir, f"resume: the configuration differs from the checkpoint's in "
                                   f"{'; '.join(changed)} (only rounds and logging may change on resume; "
                                   "use another hydra.run.dir for a new run)")
-        resume_round = ckpt_cb.saved_round = int(ckpt["state_dict"]["round"])
+        resume_round = ckpt_cb.saved_round = check_resume(ckpt, module, cfg, ckpt_cb.last)  # tensors, rounds, stages
         log.info("resuming from %s (round %d)", ckpt_path, resume_round)
     elif cfg.resume:
         log.info("resume=auto: no checkpoint in %s, starting from round 0", run_dir)

@@ -129,7 +129,7 @@ class Config:
     server_opt: Any = MISSING
     client_opt: Any = MISSING
     logger: Any = MISSING
-    seed: int = 0
+    seed: int = setting(0, integer(ge=0, le=2**32 - 1, note="the seed generators accept"))
     replicas: int = setting(1, integer(ge=1, note="independently seeded copies (seeds seed..seed+R-1) in one run"))
     rounds: int = setting(100, integer(ge=1))
     clients_per_round: int = setting(10, integer(ge=1))

@@ -124,6 +124,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     )
     if cfg.init_from:
         loaded = load_global_params(cfg.init_from)
+        bad = next((k for k, v in loaded.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise ConfigError("init_from", cfg.init_from, f"a checkpoint with finite weights (its tensor {bad} holds "
+                              "NaN or inf: the run it comes from had diverged)")
         own = module.params()
         if set(loaded) != set(own) or any(loaded[k].shape != own[k].shape for k in own):
             raise ConfigError("init_from", cfg.init_from, "a checkpoint of the same model and algorithm family")

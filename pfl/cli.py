@@ -15,9 +15,9 @@ import re
 import sys
 from pathlib import Path
 
-from pfl.resources import CONF_DIR as _CONF, SWEEPS_DIR
+from pfl.config.resources import CONF_DIR as _CONF, SWEEPS_DIR
 
-CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.resources)
+CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.config.resources)
 log = logging.getLogger("pfl")
 
 
@@ -33,7 +33,7 @@ def _groups() -> dict[str, list[str]]:
 def explain(exc: BaseException, keys_of=None) -> str:
     """One line for a composition or validation error. `keys_of(parent)`: the valid keys under
     `parent` ("" for the top level), for a "did you mean" suggestion on an unknown key."""
-    from pfl.config_errors import ConfigError, UnknownSetting
+    from pfl.config.errors import ConfigError, UnknownSetting
 
     if isinstance(exc, ConfigError):
         return f"error: {exc}"
@@ -229,7 +229,9 @@ def main() -> None:
         print(f"pfl {version()} (distribution pfl-meta; Hydra {hydra.__version__})")
         return
     from pfl.engine.faults import Stopped
+    from pfl.hydra_plugin import ensure_registered
 
+    ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
     try:
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
@@ -260,7 +262,7 @@ def main() -> None:
 def _claimed_main(args: list[str]) -> None:
     """Hydra's main, with hydra.run.dir owned by this process first (pfl.engine.run_dir): a folder in
     use or holding a run is refused before Hydra writes .hydra/ and its log into it."""
-    from pfl.config_errors import ConfigError
+    from pfl.config.errors import ConfigError
     from pfl.engine.run_dir import claim_from_args
 
     try:
@@ -303,7 +305,7 @@ def _hydra_main() -> None:
 
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def app(cfg: DictConfig):
-        from pfl.config_errors import ConfigError
+        from pfl.config.errors import ConfigError
         from pfl.engine.faults import RunFailure
         from pfl.engine.summary import format_table
         from pfl.run import train
@@ -361,6 +363,6 @@ def _multirun() -> bool:
 
 def objective(cfg, summary: dict):
     """The value(s) a sweep optimizes (None outside sweeps)."""
-    from pfl import sweep_objective
+    from pfl.sweep import objective as sweep_objective
 
     return sweep_objective.read(cfg, summary)

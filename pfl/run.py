@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pfl.algorithms.local import LocalTrainer
 from pfl.config import build, stage_names, trainer_settings, validate, validate_population
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
 from pfl.data.validate import check_data
 from pfl.engine.checkpoint import CheckpointError, RoundCheckpoint, config_changes, read_checkpoint
@@ -63,8 +63,9 @@ def resolve_device(name: str) -> torch.device:
 
 def build_stages(cfg: DictConfig) -> list[Stage]:
     names = stage_names(cfg)  # the algorithm's option (`algorithm=reptile`), or each stage's name
-    if cfg.stages is None:
-        return [Stage(build(cfg.algorithm, path="algorithm"), instantiate(cfg.server_opt), cfg.rounds, names[0])]
+    if cfg.stages is None:  # one algorithm; it may stand for several stages (FedAvg-FT)
+        parts = build(cfg.algorithm, path="algorithm").stages(instantiate(cfg.server_opt), cfg.rounds)
+        return [Stage(alg, opt, rounds, names[0] + suffix) for suffix, alg, opt, rounds in parts]
     return [Stage(build(s.algorithm, path=f"stages.{i}.algorithm"), instantiate(s.server_opt), s.rounds, names[i])
             for i, s in enumerate(cfg.stages)]
 

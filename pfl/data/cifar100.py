@@ -34,7 +34,7 @@ from pfl.data.validate import check_client
 from pfl.data.packed import Packed, assemble, population_split
 from pfl.data.partition import dirichlet_label_skew_paired
 from pfl.data.transforms import cifar_pixels
-from pfl.settings import checked, integer, number
+from pfl.config.settings import checked, integer, number
 
 ARCHIVE = Remote("cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                  md5="eb9058c3a382ffc7106e4002c42a8d85")

@@ -20,7 +20,7 @@ from typing import Annotated
 
 import numpy as np
 
-from pfl.config_errors import check, is_int
+from pfl.config.errors import check, is_int
 from pfl.data.cache import Source, decoded
 from pfl.data.download import Remote
 from pfl.data.emnist import read_h5_clients
@@ -29,7 +29,7 @@ from pfl.data.federated import FederatedData
 from pfl.data.validate import check_client
 from pfl.data.packed import Packed, assemble, pack_arrays, unpack_arrays
 from pfl.data.transforms import cifar_pixels
-from pfl.settings import checked, number
+from pfl.config.settings import checked, number
 
 TFF_URL = "https://storage.googleapis.com/tff-datasets-public/"
 # sha256 published in TFF's loader (tff.simulation.datasets.cifar100.load_data)

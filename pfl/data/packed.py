@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from pfl.config_errors import check, is_int
+from pfl.config.errors import check, is_int
 from pfl.data.federated import FederatedData, Population, Split
 from pfl.data.partition import zeta_permutations
 from pfl.data.validate import check_data

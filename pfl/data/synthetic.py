@@ -24,11 +24,11 @@ import torch
 
 from typing import Annotated
 
-from pfl.config_errors import is_int
+from pfl.config.errors import is_int
 from pfl.data.federated import FederatedData, Population
 from pfl.data.partition import zeta_permutations
 from pfl.data.validate import check_data
-from pfl.settings import checked, integer, number, relation
+from pfl.config.settings import checked, integer, number, relation
 
 
 @checked("dataset")

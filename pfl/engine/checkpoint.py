@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.engine.faults import RunFailure
 
 #: config keys a resumed run may change: its length, how it is logged and checkpointed, and where it runs

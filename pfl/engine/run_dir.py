@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 
 log = logging.getLogger("pfl")
 

@@ -247,7 +247,7 @@ def main() -> None:
         print("stopped (Ctrl-C) before training started", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence (pfl.engine.last_resort)
-        from pfl.config_errors import ConfigError
+        from pfl.config.errors import ConfigError
         from pfl.engine.faults import RunFailure
         from pfl.engine.last_resort import unexpected
 

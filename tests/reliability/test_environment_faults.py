@@ -132,3 +132,15 @@ def test_nan_in_init_from_names_init_from(tmp_path, capsys, monkeypatch):
     code, out, err = cli(TINY + [f"init_from={tmp_path}/nan.ckpt", f"hydra.run.dir={tmp_path}/run"], capsys, monkeypatch)
     line = one_error_line(code, out, err, 2, ["init_from", "finite weights", "NaN"])
     assert "client_opt.lr" not in line
+
+
+@pytest.mark.parametrize("objective,words", [
+    ("heldout/pers_acc_7", ["7 personalization epochs are not reported"]),
+    ("train_clients/local_acc", ["local-only baseline is off"]),
+    ("heldotu/pers_acc_5", ["no metric family 'heldotu'"]),
+])
+def test_sweep_objective_that_no_trial_can_produce(objective, words, tmp_path, capsys, monkeypatch):
+    code, out, err = cli(["-m", "+sweep=fedavg_e_lr", f"sweep.objectives=[{objective}]",
+                          f"hydra.sweep.dir={tmp_path}/sweep"], capsys, monkeypatch)
+    one_error_line(code, out, err, 2, ["sweep.objectives", objective, *words])
+    assert not (tmp_path / "sweep").exists()  # refused before the first trial

@@ -31,6 +31,7 @@ from pfl.engine.stop_signal import StopOnSignal
 from pfl.engine.distributed import make_strategy
 from pfl.engine.files import write_json
 from pfl.engine.run_dir import claim
+from pfl.engine.resume_check import check_resume
 from pfl.engine.loggers import make_loggers
 from pfl.engine.progress import RoundProgressBar, progress_bar_enabled
 from pfl.engine.module import FederatedModule, Stage
@@ -124,6 +125,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
     )
     if cfg.init_from:
         loaded = load_global_params(cfg.init_from)
+        bad = next((k for k, v in loaded.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise ConfigError("init_from", cfg.init_from, f"a checkpoint with finite weights (its tensor {bad} holds "
+                              "NaN or inf: the run it comes from had diverged)")
         own = module.params()
         if set(loaded) != set(own) or any(loaded[k].shape != own[k].shape for k in own):
             raise ConfigError("init_from", cfg.init_from, "a checkpoint of the same model and algorithm family")
@@ -146,7 +151,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> dict:
             raise CheckpointError("resume", run_dir, f"resume: the configuration differs from the checkpoint's in "
                                   f"{'; '.join(changed)} (only rounds and logging may change on resume; "
                                   "use another hydra.run.dir for a new run)")
-        resume_round = ckpt_cb.saved_round = int(ckpt["state_dict"]["round"])
+        resume_round = ckpt_cb.saved_round = check_resume(ckpt, module, cfg, ckpt_cb.last)  # tensors, rounds, stages
         log.info("resuming from %s (round %d)", ckpt_path, resume_round)
     elif cfg.resume:
         log.info("resume=auto: no checkpoint in %s, starting from round 0", run_dir)

@@ -71,8 +71,8 @@ if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
     print(f"device {p.name}, capability {p.major}.{p.minor}, {p.total_memory / 2**30:.1f} GiB, "
           f"{p.multi_processor_count} SMs; bf16 supported {torch.cuda.is_bf16_supported()}")
-import pfl.run  # the run's imports resolve (hydra, omegaconf, Lightning)
-print("pfl imports from", pfl.run.__file__)
+import antlr4, hydra, omegaconf, pfl.run  # the run's imports resolve (the carried wheels, Lightning)
+print("pfl imports from", pfl.run.__file__, "| hydra from", hydra.__file__)
 EOF
     ((CPU)) || nvidia-smi
 }

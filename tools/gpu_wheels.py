@@ -39,8 +39,8 @@ nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu
 nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir onnxruntime onnxscript
 opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint packaging pandas pathspec
 patsy peft pillow pip pluggy portalocker prometheus-client propcache protobuf psutil pyarrow pybind11
-py-cpuinfo pygments pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout
-pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu safetensors
+py-cpuinfo pygments pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock
+pytest-timeout pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu safetensors
 scikit-build-core scikit-image scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools
 shellingham simplejson six sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server
 tensorstore threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq
@@ -116,7 +116,8 @@ def download(requirement: str, dest: Path) -> Path:
             built = src.returncode == 0 and _pip("wheel", "--no-deps", "-w", str(dest), *map(str, Path(tmp).iterdir()))
             if not built or built.returncode != 0:
                 raise SystemExit(f"gpu_wheels: no wheel for {requirement}:\n{(got.stderr + src.stderr)[-1500:]}")
-    new = sorted(set(dest.glob("*.whl")) - before) or sorted(dest.glob(f"{norm(requirement.split('==')[0]).replace('-', '_')}-*.whl"))
+    stem = norm(requirement.split("==")[0]).replace("-", "_")  # a wheel already there is not saved again
+    new = sorted(set(dest.glob("*.whl")) - before) or sorted(dest.glob(f"{stem}-*.whl"))
     if not new:
         raise SystemExit(f"gpu_wheels: pip saved no wheel for {requirement}")
     wheel = new[-1]

@@ -137,8 +137,8 @@ def targets(out: dict, errors: dict, args) -> list[dict]:
                   + (f", sequential {seq['median_s']:.3f} s)" if seq else ")"), ">= 10x", lambda v: v >= 10)
     ev_s = ev["median_s"] if ev else None
     scale = args.heldout / min(args.plain_heldout, args.heldout)
-    plain_text = f"; plain loop {ev_plain['median_s'] * scale:.1f} s (measured on {min(args.plain_heldout, args.heldout)}" \
-                 f" clients x {scale:.0f})" if ev_plain else ""
+    plain_text = (f"; plain loop {ev_plain['median_s'] * scale:.1f} s (measured on "
+                  f"{min(args.plain_heldout, args.heldout)} clients x {scale:g})") if ev_plain else ""
     add(f"{args.heldout} held-out clients x 5 personalization epochs", ["eval", "eval_plain"], ev_s,
         ev_s is not None and f"{ev_s:.2f} s{plain_text}", "< 10 s", lambda v: v < 10)
     grid, how = None, ""
@@ -149,8 +149,8 @@ def targets(out: dict, errors: dict, args) -> list[dict]:
         runs = TABLE1["configs"] * TABLE1["seeds"]
         grid = runs * (TABLE1["rounds"] * vmap["median_s"] + ev_s) / 3600
         how = f"{runs} separate runs of {vmap['median_s']:.3f} s/round"
-    add("Table 1 grid (8 configs x 500 rounds x 9 seeds), estimated", ["replicas", "peers", "eval"], grid, grid is not None and f"{grid:.3f} GPU-h ({how})",
-        "< 1 GPU-h", lambda v: v < 1)
+    add("Table 1 grid (8 configs x 500 rounds x 9 seeds), estimated", ["replicas", "peers", "eval"], grid,
+        grid is not None and f"{grid:.3f} GPU-h ({how})", "< 1 GPU-h", lambda v: v < 1)
     rows = out.get("peers")[1] if out.get("peers") else {}
     utils = {a: _util(rows, ("peers", a)) for a in ("pfl vmap", "pfl sequential", "plain 2 threads")}
     if rep and "gpu_util_mean" in rep:

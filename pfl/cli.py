@@ -14,9 +14,9 @@ import re
 import sys
 from pathlib import Path
 
-from pfl.resources import CONF_DIR as _CONF, SWEEPS_DIR
+from pfl.config.resources import CONF_DIR as _CONF, SWEEPS_DIR
 
-CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.resources)
+CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.config.resources)
 log = logging.getLogger("pfl")
 
 
@@ -32,7 +32,7 @@ def _groups() -> dict[str, list[str]]:
 def explain(exc: BaseException, keys_of=None) -> str:
     """One line for a composition or validation error. `keys_of(parent)`: the valid keys under
     `parent` ("" for the top level), for a "did you mean" suggestion on an unknown key."""
-    from pfl.config_errors import ConfigError, UnknownSetting
+    from pfl.config.errors import ConfigError, UnknownSetting
 
     if isinstance(exc, ConfigError):
         return f"error: {exc}"
@@ -230,7 +230,7 @@ def main() -> None:
         if problem:
             print(problem, file=sys.stderr)
             sys.exit(2)
-        _hydra_main()
+        _claimed_main(args)
     except Stopped as exc:  # SIGTERM / SIGINT while training (pfl.engine.faults)
         print(stopped_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -253,6 +253,21 @@ def _fast_help(args: list[str]) -> bool:
         return False
     print(text)
     return True
+
+
+def _claimed_main(args: list[str]) -> None:
+    """Hydra's main, with hydra.run.dir owned by this process first (pfl.engine.run_dir): a folder in
+    use or holding a run is refused before Hydra writes .hydra/ and its log into it."""
+    from pfl.config.errors import ConfigError
+    from pfl.engine.run_dir import claim_from_args
+
+    try:
+        held = claim_from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    with held:
+        _hydra_main()
 
 
 def stopped_line(exc, args: list[str]) -> str:
@@ -278,7 +293,7 @@ def _hydra_main() -> None:
 
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def app(cfg: DictConfig):
-        from pfl.config_errors import ConfigError
+        from pfl.config.errors import ConfigError
         from pfl.engine.faults import RunFailure
         from pfl.engine.summary import format_table
         from pfl.run import train
@@ -329,6 +344,6 @@ def _multirun() -> bool:
 
 def objective(cfg, summary: dict):
     """The value(s) a sweep optimizes (None outside sweeps)."""
-    from pfl import sweep_objective
+    from pfl.sweep import objective as sweep_objective
 
     return sweep_objective.read(cfg, summary)

@@ -22,13 +22,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from pfl.algorithms.local import LocalTrainer
 from pfl.config import build, stage_names, trainer_settings, validate, validate_population
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.data.augment import flag_permuted_clients
+from pfl.data.validate import check_data
 from pfl.engine.checkpoint import CheckpointError, RoundCheckpoint, config_changes, read_checkpoint
 from pfl.engine.faults import Diverged, Stopped
 from pfl.engine.stop_signal import StopOnSignal
 from pfl.engine.distributed import make_strategy
 from pfl.engine.files import write_json
+from pfl.engine.run_dir import claim
 from pfl.engine.loggers import make_loggers
 from pfl.engine.progress import RoundProgressBar, progress_bar_enabled
 from pfl.engine.module import FederatedModule, Stage
@@ -60,8 +62,9 @@ def resolve_device(name: str) -> torch.device:
 
 def build_stages(cfg: DictConfig) -> list[Stage]:
     names = stage_names(cfg)  # the algorithm's option (`algorithm=reptile`), or each stage's name
-    if cfg.stages is None:
-        return [Stage(build(cfg.algorithm, path="algorithm"), instantiate(cfg.server_opt), cfg.rounds, names[0])]
+    if cfg.stages is None:  # one algorithm; it may stand for several stages (FedAvg-FT)
+        parts = build(cfg.algorithm, path="algorithm").stages(instantiate(cfg.server_opt), cfg.rounds)
+        return [Stage(alg, opt, rounds, names[0] + suffix) for suffix, alg, opt, rounds in parts]
     return [Stage(build(s.algorithm, path=f"stages.{i}.algorithm"), instantiate(s.server_opt), s.rounds, names[i])
             for i, s in enumerate(cfg.stages)]
 
@@ -83,14 +86,20 @@ def load_global_params(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
-    t0 = time.perf_counter()
     validate(cfg)
     run_dir = Path(run_dir or _hydra_run_dir())
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with claim(run_dir, cfg.resume, bool(cfg.get("overwrite", False))):  # one run per folder (pfl.engine.run_dir)
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> dict:
+    t0 = time.perf_counter()
     resolved = OmegaConf.to_container(cfg, resolve=True)
 
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     data = flag_permuted_clients(build(cfg.dataset, path="dataset"))  # ζ-permuted clients augment, where the data set can
+    if not data.info.get("validated"):  # a data set from outside pfl.data (its loaders validate their own)
+        check_data(data)
     validate_population(cfg, len(data.train), len(data.heldout))
     model = build(cfg.model, path="model", num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
     precision = (cfg.get("trainer") or {}).get("precision")

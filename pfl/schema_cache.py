@@ -30,7 +30,7 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from pfl.resources import CONF_DIR
+from pfl.config.resources import CONF_DIR
 
 FORMAT = 1  # bump when the description's layout changes
 KEEP = 8  # descriptions kept (of the newest sources: a few checkouts or branches side by side)
@@ -126,7 +126,7 @@ def build(desc: dict) -> type:
 
 def _entries(conf_dir: Path) -> dict[str, type]:
     """What pfl.config.register stores: name -> schema class (imports every target)."""
-    from pfl import config
+    from pfl.config import schema as config
 
     config.register(conf_dir)
     out = {"schema": config.Config}

@@ -86,7 +86,7 @@ def run(spec: dict, out: str) -> None:
     from omegaconf import OmegaConf, open_dict
 
     from pfl.config import register
-    from pfl.resources import CONF_DIR
+    from pfl.config.resources import CONF_DIR
     from pfl.run import train
 
     register()

@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 
 log = logging.getLogger("pfl")
 

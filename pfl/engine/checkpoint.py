@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.engine.faults import RunFailure
 
 #: config keys a resumed run may change: its length, how it is logged and checkpointed, and where it runs
 #: (a run resumes on another device or number of ranks: tests/engine/test_distributed.py)
-RESUME_MAY_CHANGE = ("rounds", "resume", "logger", "checkpoint_every", "callbacks", "device", "trainer")
+RESUME_MAY_CHANGE = ("rounds", "resume", "overwrite", "logger", "checkpoint_every", "callbacks", "device", "trainer")
 
 
 class CheckpointError(ConfigError):

@@ -166,7 +166,7 @@ def run_identity(cfg: DictConfig, run_dir: Path, group: str | None = None,
 
 def job_type(cfg: DictConfig) -> str:
     """sweep-trial (a trial of an Optuna sweep), centralized (a non-federated baseline) or train."""
-    from pfl.settings import locate
+    from pfl.config.settings import locate
 
     sweep = cfg.get("sweep")
     if sweep is not None and sweep.get("trial") is not None:

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.engine.faults import Stopped
 from pfl.engine.files import write_json
 from pfl.sweep import results
 from pfl.sweep import space as sp
-from pfl.sweep.settings import SweepSettings
+from pfl.config.sweep import SweepSettings
 from pfl.sweep.study import REASON, Heartbeat, claim, default_storage, fail_stale, make_storage, open_study, requeue
 
 log = logging.getLogger("pfl.sweep")
@@ -257,7 +257,7 @@ def record(study, storage, trial, ret, settings: SweepSettings, wall: float) -> 
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
 
-    from pfl.sweep_objective import MissingObjective
+    from pfl.sweep.objective import MissingObjective
 
     run_dir = None
     if ret.hydra_cfg is not None:

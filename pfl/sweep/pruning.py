@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from pfl.engine import hooks
-from pfl.sweep.settings import SweepSettings
+from pfl.config.sweep import SweepSettings
 
 log = logging.getLogger("pfl.sweep")
 

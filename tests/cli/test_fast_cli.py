@@ -12,7 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from pfl import schema_cache
-from pfl.resources import CONF_DIR
+from pfl.config.resources import CONF_DIR
 from tests.helpers import REPO
 
 PROBE = """import runpy, sys

@@ -61,7 +61,7 @@ def test_unpacked_wheel_runs_from_another_directory(wheel, tmp_path):
         return subprocess.run([sys.executable, *args], cwd=work, env=env, capture_output=True, text=True,
                               timeout=timeout)
 
-    where = run("-c", "import pfl, pfl.resources as r; from pfl.sweep.definitions import names; "
+    where = run("-c", "import pfl, pfl.config.resources as r; from pfl.sweep.definitions import names; "
                       "print(pfl.__file__, r.CONF_DIR, r.SWEEPS_DIR, ','.join(names()))")
     assert where.returncode == 0, where.stderr
     pkg, conf, sweeps, sweep_names = where.stdout.split()

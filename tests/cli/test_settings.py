@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 
 from tests.helpers import compose_cfg
 from pfl.config import CONF_DIR, algorithm_name, option_target, register, schema_targets, stage_names, validate
-from pfl.config_errors import ConfigError
-from pfl.settings import Settings, checked, integer, number, optional, relation, rules, schema, setting
+from pfl.config.errors import ConfigError
+from pfl.config.settings import Settings, checked, integer, number, optional, relation, rules, schema, setting
 
 SCHEMA_GROUPS = ("algorithm", "client_opt", "dataset", "model", "logger")
 OPTIONS = [(g, p.stem) for g in SCHEMA_GROUPS for p in sorted((CONF_DIR / g).glob("*.yaml"))]

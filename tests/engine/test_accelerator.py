@@ -106,7 +106,7 @@ def test_bf16_autocast_on_cpu_is_close_to_float32():
 ])
 def test_bad_accelerator_settings_one_line(override, words):
     from pfl.config import validate
-    from pfl.config_errors import ConfigError
+    from pfl.config.errors import ConfigError
     from tests.helpers import compose_cfg
 
     with pytest.raises(ConfigError) as exc:

@@ -11,7 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from pfl.cli import CONF_DIR, precheck
 from pfl.config import register
 from pfl.sweep.definitions import SWEEPS_DIR, names
-from pfl.sweep.settings import SweepSettings
+from pfl.config.sweep import SweepSettings
 from pfl.sweep.space import split
 
 

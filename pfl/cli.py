@@ -138,6 +138,7 @@ def precheck(args: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from pfl import stage_overrides
     from pfl.schema_cache import register
 
     jobs = _plain_overrides(args)
@@ -153,6 +154,9 @@ def precheck(args: list[str]) -> str | None:
                     composed.append(compose("config", overrides=overrides))
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
                     return _job_error(exc, compose, overrides, len(jobs))
+                ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
+                if ignored:
+                    return ignored
             from pfl.config import validate  # ... then the values are checked (imports the targets)
 
             for overrides, cfg in zip(jobs, composed):

@@ -8,6 +8,7 @@ from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
 from pfl.algorithms.fedavg_ft import FedAvgFT
 from pfl.algorithms.fedbabu import FedBABU
 from pfl.algorithms.fedmeta import FedMeta
+from pfl.algorithms.fedpac import FedPAC
 from pfl.algorithms.fedper import FedPer
 from pfl.algorithms.fedprox import FedProx
 from pfl.algorithms.fedproto import FedProto
@@ -21,6 +22,6 @@ from pfl.algorithms.pfedhn import PFedHN
 from pfl.algorithms.pfedme import PFedMe
 from pfl.algorithms.scaffold import SCAFFOLD
 
-__all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedAvg", "FedAvgFT", "FedBABU", "FedMeta",
+__all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedAvg", "FedAvgFT", "FedBABU", "FedMeta", "FedPAC",
            "FedPer", "FedProto", "FedProx", "FedRep", "FedSGD", "KNNPer", "LGFedAvg", "LocalOnly", "MAML", "PFedHN",
            "PFedMe", "PerFedAvg", "Reptile", "SCAFFOLD"]

@@ -25,8 +25,8 @@ and stores φ̂_i = Σ_j α_ij φ_j (Eq. (9)) for client i's next round and eval
 and λ = 0 a round is FedRep's (head epochs, then body epochs), which
 tests/algorithms/test_fedpac.py checks.
 
-Defaults: λ = 1, one classifier epoch (the paper); `body_epochs` = 5 is our reading
-of the paper's E = 5 local epochs. Classes with no global prototype are not aligned.
+Defaults: λ = 1 and one classifier epoch (the paper's settings as we read them);
+`body_epochs` = 5 is our reading of the paper's E = 5 local epochs. Classes with no global prototype are not aligned.
 Personalization: the classifier alone, θ fixed (FedPAC's classifier step), from
 φ̂_i (a training client) or the model's initial head (a held-out client).
 """
@@ -105,7 +105,8 @@ class FedPAC(Algorithm):
 
     def init_population(self, global_params, num_clients):
         head = split_by_prefix(self.model_params(global_params), self.head)[1]
-        return {**global_params, **{HEADS + k: v.unsqueeze(0).repeat(num_clients, *[1] * v.dim()) for k, v in head.items()}}
+        table = {HEADS + k: v.unsqueeze(0).repeat(num_clients, *[1] * v.dim()) for k, v in head.items()}
+        return {**global_params, **table}
 
     def model_params(self, global_params):
         return {k: v for k, v in global_params.items() if not k.startswith(("prototypes.", HEADS))}

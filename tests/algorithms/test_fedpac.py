@@ -33,7 +33,8 @@ def test_statistics_by_hand():
     y = torch.tensor([0, 0, 1])
     h, v = statistics(z, y, torch.ones(3, dtype=torch.bool), classes=3)
     torch.testing.assert_close(h, torch.tensor([[2 / 3 * 2.0, 2 / 3 * 1.0], [0.0, 4 / 3], [0.0, 0.0]]))
-    # V = (Σ_k p_k E‖z‖²|k - Σ_k p_k² ‖μ_k‖²) / n: E‖z‖²|0 = (1 + 13) / 2, E‖z‖²|1 = 16; ‖μ_0‖² = 5, ‖μ_1‖² = 16
+    # V = (Σ_k p_k E‖z‖²|k - Σ_k p_k² ‖μ_k‖²) / n
+    #   with E‖z‖²|0 = (1 + 13) / 2, E‖z‖²|1 = 16; ‖μ_0‖² = 5, ‖μ_1‖² = 16
     expected = (2 / 3 * 7 + 1 / 3 * 16 - (4 / 9 * 5 + 1 / 9 * 16)) / 3
     torch.testing.assert_close(v, torch.tensor(expected))
 

@@ -4,15 +4,16 @@ from pfl.algorithms.afml import AFML
 from pfl.algorithms.apfl import APFL
 from pfl.algorithms.base import Algorithm, ClientUpdate
 from pfl.algorithms.ditto import Ditto
-from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
 from pfl.algorithms.fedala import FedALA
+from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
 from pfl.algorithms.fedavg_ft import FedAvgFT
 from pfl.algorithms.fedbabu import FedBABU
 from pfl.algorithms.feddbe import FedDBE
 from pfl.algorithms.fedmeta import FedMeta
+from pfl.algorithms.fedpac import FedPAC
 from pfl.algorithms.fedper import FedPer
-from pfl.algorithms.fedprox import FedProx
 from pfl.algorithms.fedproto import FedProto
+from pfl.algorithms.fedprox import FedProx
 from pfl.algorithms.fedrep import FedRep
 from pfl.algorithms.fedrod import FedRoD
 from pfl.algorithms.knn_per import KNNPer
@@ -24,6 +25,33 @@ from pfl.algorithms.pfedhn import PFedHN
 from pfl.algorithms.pfedme import PFedMe
 from pfl.algorithms.scaffold import SCAFFOLD
 
-__all__ = ["AFML", "Algorithm", "APFL", "ClientUpdate", "Ditto", "FedALA", "FedAvg", "FedAvgFT", "FedBABU", "FedDBE",
-           "FedMeta", "FedPer", "FedProto", "FedProx", "FedRep", "FedRoD", "FedSGD", "FOMAML", "KNNPer",
-           "LGFedAvg", "LocalOnly", "MAML", "PerFedAvg", "PFedHN", "PFedMe", "Reptile", "SCAFFOLD"]
+__all__ = [
+    "AFML",
+    "Algorithm",
+    "APFL",
+    "ClientUpdate",
+    "Ditto",
+    "FedALA",
+    "FedAvg",
+    "FedAvgFT",
+    "FedBABU",
+    "FedDBE",
+    "FedMeta",
+    "FedPAC",
+    "FedPer",
+    "FedProto",
+    "FedProx",
+    "FedRep",
+    "FedRoD",
+    "FedSGD",
+    "FOMAML",
+    "KNNPer",
+    "LGFedAvg",
+    "LocalOnly",
+    "MAML",
+    "PerFedAvg",
+    "PFedHN",
+    "PFedMe",
+    "Reptile",
+    "SCAFFOLD",
+]

@@ -8,6 +8,7 @@ from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
 from pfl.algorithms.fedala import FedALA
 from pfl.algorithms.fedavg_ft import FedAvgFT
 from pfl.algorithms.fedbabu import FedBABU
+from pfl.algorithms.fedbn import FedBN
 from pfl.algorithms.feddbe import FedDBE
 from pfl.algorithms.fedmeta import FedMeta
 from pfl.algorithms.fedper import FedPer

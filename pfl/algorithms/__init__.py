@@ -6,6 +6,7 @@ from pfl.algorithms.base import Algorithm, ClientUpdate
 from pfl.algorithms.ditto import Ditto
 from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
 from pfl.algorithms.fedala import FedALA
+from pfl.algorithms.fedas import FedAS
 from pfl.algorithms.fedavg_ft import FedAvgFT
 from pfl.algorithms.fedbabu import FedBABU
 from pfl.algorithms.fedbn import FedBN
@@ -22,6 +23,6 @@ from pfl.algorithms.perfedavg import PerFedAvg
 from pfl.algorithms.pfedme import PFedMe
 from pfl.algorithms.scaffold import SCAFFOLD
 
-__all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedALA", "FedAvg", "FedAvgFT", "FedBABU",
-           "FedMeta", "FedPer", "FedProx", "FedRep", "FedRoD", "FedSGD", "LGFedAvg", "LocalOnly", "MAML", "PFedMe",
-           "PerFedAvg", "Reptile", "SCAFFOLD"]
+__all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedALA", "FedAS", "FedAvg", "FedAvgFT",
+           "FedBABU", "FedBN", "FedDBE", "FedMeta", "FedPer", "FedProx", "FedRep", "FedRoD", "FedSGD", "LGFedAvg",
+           "LocalOnly", "MAML", "PFedMe", "PerFedAvg", "Reptile", "SCAFFOLD"]

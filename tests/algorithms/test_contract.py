@@ -47,6 +47,7 @@ SETTINGS: dict[str, dict] = {
     "lg_fedavg": {"extra_down": -5376, "extra_up": -5376},  # the head only: the body stays on the client
     "feddbe": {"extra_down": 257, "extra_up": 256},  # the consensus z̄ᵍ (64 floats) and its flag; the client's mean
     "fedbn": {"overrides": ["model.batch_norm=true"], "extra_down": -512, "extra_up": -512},  # BN (2·64 floats) local
+    "fedas": {"extra_down": -2600, "extra_up": -2600},  # the body only: the head stays on the client
     "fedala": {"overrides": ["algorithm.start_epochs=2"]},  # 10 ALA passes per round cost 3x the run's time
 }
 

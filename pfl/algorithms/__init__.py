@@ -16,6 +16,7 @@ from pfl.algorithms.fedper import FedPer
 from pfl.algorithms.fedprox import FedProx
 from pfl.algorithms.fedrep import FedRep
 from pfl.algorithms.fedrod import FedRoD
+from pfl.algorithms.gpfl import GPFL
 from pfl.algorithms.lg_fedavg import LGFedAvg
 from pfl.algorithms.local_only import LocalOnly
 from pfl.algorithms.maml import FOMAML, MAML
@@ -24,5 +25,5 @@ from pfl.algorithms.pfedme import PFedMe
 from pfl.algorithms.scaffold import SCAFFOLD
 
 __all__ = ["AFML", "APFL", "Algorithm", "ClientUpdate", "Ditto", "FOMAML", "FedALA", "FedAS", "FedAvg", "FedAvgFT",
-           "FedBABU", "FedBN", "FedDBE", "FedMeta", "FedPer", "FedProx", "FedRep", "FedRoD", "FedSGD", "LGFedAvg",
-           "LocalOnly", "MAML", "PFedMe", "PerFedAvg", "Reptile", "SCAFFOLD"]
+           "FedBABU", "FedBN", "FedDBE", "FedMeta", "FedPer", "FedProx", "FedRep", "FedRoD", "FedSGD", "GPFL",
+           "LGFedAvg", "LocalOnly", "MAML", "PFedMe", "PerFedAvg", "Reptile", "SCAFFOLD"]

@@ -140,6 +140,12 @@ class Algorithm(Settings):
         algorithms). Default: the server's model, `model_params(params)`."""
         return self.model_params(params)
 
+    def evaluate(self, local: LocalTrainer, model: Params, data: ClientData) -> tuple[Tensor, Tensor]:
+        """(correct, counted) of a personal model (what `personal_model` returns and `adapt` hands
+        `on_epoch`) on a client's data. Default: the task's model with these parameters. An algorithm
+        whose personal predictor is not the task's model (extra modules around it) overrides this."""
+        return local.evaluate(model, data)
+
     def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int, on_epoch,
               state: dict | None = None) -> None:
         """Personalize on a client's training data for `epochs` epochs, calling

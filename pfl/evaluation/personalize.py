@@ -84,12 +84,12 @@ def personalize(
     def one(p, data, k, st, loop):
         train, test = data
         trainer = local.using(loop)
-        initial, counted = trainer.evaluate(algorithm.personal_model(p, st), test)
+        initial, counted = algorithm.evaluate(trainer, algorithm.personal_model(p, st), test)
         correct = [initial]
         if epochs == 0:  # initial accuracy only: forward passes, no adaptation
             return torch.stack(correct), counted
-        algorithm.adapt(trainer, p, train, k, epochs, lambda e, pe: correct.append(trainer.evaluate(pe, test)[0]),
-                        state=st)
+        algorithm.adapt(trainer, p, train, k, epochs,
+                        lambda e, pe: correct.append(algorithm.evaluate(trainer, pe, test)[0]), state=st)
         return torch.stack(correct), counted
 
     chunk = chunk_size or len(clients)

@@ -5,9 +5,11 @@ from pfl.algorithms.apfl import APFL
 from pfl.algorithms.base import Algorithm, ClientUpdate
 from pfl.algorithms.ditto import Ditto
 from pfl.algorithms.fedala import FedALA
+from pfl.algorithms.fedas import FedAS
 from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
 from pfl.algorithms.fedavg_ft import FedAvgFT
 from pfl.algorithms.fedbabu import FedBABU
+from pfl.algorithms.fedbn import FedBN
 from pfl.algorithms.feddbe import FedDBE
 from pfl.algorithms.fedmeta import FedMeta
 from pfl.algorithms.fedpac import FedPAC
@@ -16,6 +18,7 @@ from pfl.algorithms.fedproto import FedProto
 from pfl.algorithms.fedprox import FedProx
 from pfl.algorithms.fedrep import FedRep
 from pfl.algorithms.fedrod import FedRoD
+from pfl.algorithms.gpfl import GPFL
 from pfl.algorithms.knn_per import KNNPer
 from pfl.algorithms.lg_fedavg import LGFedAvg
 from pfl.algorithms.local_only import LocalOnly
@@ -32,9 +35,11 @@ __all__ = [
     "ClientUpdate",
     "Ditto",
     "FedALA",
+    "FedAS",
     "FedAvg",
     "FedAvgFT",
     "FedBABU",
+    "FedBN",
     "FedDBE",
     "FedMeta",
     "FedPAC",
@@ -45,6 +50,7 @@ __all__ = [
     "FedRoD",
     "FedSGD",
     "FOMAML",
+    "GPFL",
     "KNNPer",
     "LGFedAvg",
     "LocalOnly",

@@ -46,6 +46,10 @@ SETTINGS: dict[str, dict] = {
     "fedbabu": {"extra_down": -2600, "extra_up": -2600},  # the frozen head is never sent
     "lg_fedavg": {"extra_down": -5376, "extra_up": -5376},  # the head only: the body stays on the client
     "feddbe": {"extra_down": 257, "extra_up": 256},  # the consensus z̄ᵍ (64 floats) and its flag; the client's mean
+    "fedbn": {"overrides": ["model.batch_norm=true"], "extra_down": -512, "extra_up": -512},  # BN (2·64 floats) local
+    "fedas": {"extra_down": -2600, "extra_up": -2600},  # the body only: the head stays on the client
+    # GPFL: φ + GCE (10·64 floats) + CoV (2·(64·64 + 3·64) floats), no head: 7976 + 2560 + 34304 - 2600 B
+    "gpfl": {"extra_down": 34264, "extra_up": 34264},
     "fedala": {"overrides": ["algorithm.start_epochs=2"]},  # 10 ALA passes per round cost 3x the run's time
     # prototypes instead of the model: 10 classes x 64 features float32 (2560 B), + 10 bool flags down, + 10 float32
     # counts up

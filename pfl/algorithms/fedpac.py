@@ -43,8 +43,8 @@ from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_
 from pfl.algorithms.fedproto import COUNT, MEAN, PRESENT, aligned_loss, average_prototypes, class_sums
 from pfl.algorithms.fedrep import _with_fixed
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
-from pfl.config_errors import check
-from pfl.settings import boolean, integer, number, setting, text
+from pfl.config.errors import check
+from pfl.config.settings import boolean, integer, number, setting, text
 
 HEADS = "fedpac.heads."  # + a head parameter's name: [N, ...], each training client's φ̂_i
 

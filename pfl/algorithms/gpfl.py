@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 
 GCE, P, PROPS = "gpfl.gce", "gpfl.p", "gpfl.props"
 

@@ -59,6 +59,8 @@ SETTINGS: dict[str, dict] = {
     # prototypes instead of the model: 10 classes x 64 features float32 (2560 B), + 10 bool flags down, + 10 float32
     # counts up
     "fedproto": {"extra_down": 2570 - 7976, "extra_up": 2600 - 7976},
+    # the CPN (Linear(64, 128) + LayerNorm(128): 8576 floats = 34304 B) both ways; up without the global head's bias
+    "fedcp": {"extra_down": 34304, "extra_up": 34304 - 40},
     "afml": {"extra_up": 5376},  # Alg. 1's g_g = ∇τ: two values (mean, σ) per body weight up
 }
 

@@ -37,7 +37,7 @@ from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_
 from pfl.algorithms.head_split import check_head, split_by_prefix
 from pfl.data.federated import ClientData
 from pfl.execution import where_tree
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 
 
 @dataclass

@@ -33,7 +33,7 @@ from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
 from pfl.optim import ClientSGD
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 
 
 def class_means(z, y, mask, classes: int):

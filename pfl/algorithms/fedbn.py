@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, uniform_weight
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.models.layers import MaskedBatchNorm
-from pfl.settings import integer, one_of, setting
+from pfl.config.settings import integer, one_of, setting
 from pfl.task import Params
 
 NORMS = (nn.modules.batchnorm._BatchNorm, MaskedBatchNorm)

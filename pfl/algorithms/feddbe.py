@@ -37,9 +37,9 @@ from torch.func import grad_and_value
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.head_split import HeadSplit, linear_head_weight
-from pfl.config_errors import check
+from pfl.config.errors import check
 from pfl.execution import StepLoop
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 
 PRBM = "dbe.prbm"
 

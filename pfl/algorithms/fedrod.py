@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.fedrep import _with_fixed
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
-from pfl.config_errors import check
-from pfl.settings import integer, setting
+from pfl.config.errors import check
+from pfl.config.settings import integer, setting
 
 MINE = "personal."  # the personalized head's names inside the client's training dict
 

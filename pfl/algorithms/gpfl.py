@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.head_split import HeadSplit, linear_head_weight, split_by_prefix
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 
 GCE, P, PROPS = "gpfl.gce", "gpfl.p", "gpfl.props"
 
@@ -126,9 +126,9 @@ class GPFL(Algorithm):
             return hs.task.loss_from_logits(hs.logits(head, valve(fixed, f, fixed[P])), y, mask)
         return loss
 
-    def evaluate(self, local, model, data):
+    def evaluate(self, local, model, test, train=None):
         hs = HeadSplit(local.task, self.head)
-        x, y, mask = local.full_batch(data)
+        x, y, mask = local.full_batch(test)
         body, head = split_by_prefix(self.model_params(model), self.head)
         logits = hs.logits(head, valve(model, hs.features(body, x, None, mask), model[P]))
         m = local.task._counted(y, mask)

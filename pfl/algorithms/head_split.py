@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from pfl.config_errors import check
+from pfl.config.errors import check
 from pfl.task import Params, Task
 
 

@@ -10,7 +10,7 @@ from pfl import rng
 from pfl.algorithms import FedAvg, FedBN
 from pfl.algorithms.base import nbytes
 from pfl.algorithms.local import LocalTrainer
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.models.layers import MaskedBatchNorm
 from pfl.models.mlp import MLP
 from pfl.optim import ClientSGD

@@ -101,7 +101,7 @@ def test_vmap_equals_sequential():
 def test_a_model_without_a_linear_head_is_refused_in_one_line():
     import pytest
 
-    from pfl.config_errors import ConfigError
+    from pfl.config.errors import ConfigError
     from pfl.models.cnn import SmallCNN
 
     params = Task(SmallCNN(3)).init_params()

@@ -206,7 +206,9 @@ def main() -> None:
         print(f"pfl {version()} (distribution pfl-meta; Hydra {hydra.__version__})")
         return
     from pfl.engine.faults import Stopped
+    from pfl.hydra_plugin import ensure_registered
 
+    ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
     try:
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
@@ -214,13 +216,28 @@ def main() -> None:
         if problem:
             print(problem, file=sys.stderr)
             sys.exit(2)
-        _hydra_main()
+        _claimed_main(args)
     except Stopped as exc:  # SIGTERM / SIGINT while training (pfl.engine.faults)
         print(stopped_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
         print("stopped (Ctrl-C) before training started", file=sys.stderr)
         sys.exit(130)
+
+
+def _claimed_main(args: list[str]) -> None:
+    """Hydra's main, with hydra.run.dir owned by this process first (pfl.engine.run_dir): a folder in
+    use or holding a run is refused before Hydra writes .hydra/ and its log into it."""
+    from pfl.config.errors import ConfigError
+    from pfl.engine.run_dir import claim_from_args
+
+    try:
+        held = claim_from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    with held:
+        _hydra_main()
 
 
 def stopped_line(exc, args: list[str]) -> str:

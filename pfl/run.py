@@ -19,6 +19,7 @@ from pfl.engine.checkpoint import load_global_params  # noqa: F401 - tests read 
 from pfl.engine.experiment import Experiment
 from pfl.engine.files import write_json
 from pfl.engine.fit import Fitted, fit, run_summary
+from pfl.engine.run_dir import claim
 from pfl.engine.summary import write_client_records
 
 log = logging.getLogger("pfl")
@@ -35,10 +36,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     started = time.perf_counter()
     validate(cfg)
     run_dir = Path(run_dir or _hydra_run_dir())
-    run_dir.mkdir(parents=True, exist_ok=True)
-    experiment = build_experiment(cfg)
-    fitted = fit(experiment, run_dir, started)
-    return write_outputs(experiment, run_dir, fitted)
+    with claim(run_dir, cfg.resume, bool(cfg.get("overwrite", False))):  # one run per folder (pfl.engine.run_dir)
+        experiment = build_experiment(cfg)
+        fitted = fit(experiment, run_dir, started)
+        return write_outputs(experiment, run_dir, fitted)
 
 
 def write_outputs(exp: Experiment, run_dir: Path, fitted: Fitted) -> dict:

@@ -12,30 +12,38 @@ Gaussian, τ = (θu, θσ); the head θ̂ is deterministic. One round (Alg. 1):
              L_q  = L(h_φ(f_θt(Q)))                    (the query loss after adaptation)
              L_ENC  = L(h_θ̂(f_θt(Q)))                  (eq. 4: -E_ε log q(y'|θ, x', ε), the GLOBAL model)
              L_CONS = KL(p(z|x', θt) || N(0, I))        (eq. 4, averaged over the query set)
-             returns g_c = ∇_θ̂ [L_q + α L_ENC] and g_t = ∇_θt [L_q + α (L_ENC + L_CONS)]
-    server   L_CMPX = KL(N(θu, σ²) || N(0, I)) / n     (eq. 4's β term, "put in the server", §3.5)
-             ∇θu = mean g_t + β ∂L_CMPX/∂θu,  ∇log σ = mean(g_t) ⊙ ε ⊙ σ + β ∂L_CMPX/∂log σ
-             θ̂ -= η1 mean g_c,  τ -= η2 ∇τ            (lines 9-10: two server learning rates)
+             g_c = ∇_θ̂ L_q                              (Alg. 1: the head's gradient, query loss only)
+             g_g = ∇_τ [L_q + α (L_ENC + L_CONS)]        (through θt = θu + σ ⊙ ε)
+    server   L_CMPX = KL(N(θu, σ²) || N(0, I))          (eq. 4's β term, "put in the server", §3.5)
+             θ̂ -= η1 mean g_c,  τ -= η2 (mean g_g + β ∇τ L_CMPX)   (lines 9-10: two server lrs)
 
 Readings, each the paper's by default, the alternative a setting:
 
 - Weights (`weights`): eq. 4 and Theorem 1 put α on L_ENC and L_CONS and β on
   L_CMPX (`eq4`, default); Alg. 1's box writes α·(L_ENC + L_CONS + β L_CMPX)
   (`alg1`: β is multiplied by α).
-- The head's gradient (`head_terms`): eq. 4's L_ENC is the likelihood of the
-  global model, so its gradient trains the head θ̂ too (`query+enc`, default:
-  "encourages to train a powerful global model", §3.3); Alg. 1's box writes
-  g_c = ∇θ̂ L_q alone (`query`).
-- Exchange: θt and θ̂ down, g_t and g_c up, as Alg. 1: every client term needs
-  only θt, and the chain rule through θt = θu + σ ⊙ ε (ε is the server's own
-  draw) and L_CMPX (a function of τ alone) are computed at the server. The
-  client's example count n rides on the aggregation weight, as FedAvg's does.
+- The head's gradient (`head_terms`): Alg. 1 writes g_c = ∇θ̂ L_φ(D′) and §3.5
+  regularizes "weights θ of the encoding network and leave[s] the weights of h
+  unrestricted" (`query`, default). `query+enc` adds α ∇θ̂ L_ENC: eq. 4's L_ENC is
+  the global model's likelihood, so it could train θ̂ too ("a powerful global model", §3.3).
+- L_CMPX's scale (`cmpx_scale`): eq. 4 writes + β·KL(p(θ|D, D′) || r(θ)) with no
+  1/N′ (unlike the α/N′ of the other terms): the KL of the whole encoder
+  distribution, a sum over its parameters, unscaled (`model`, default). At β = 1
+  this term outweighs the per-example data terms by orders of magnitude and drives
+  θu to 0 and σ to 1 (measured: experiments/afml/README.md, "L_CMPX's scale").
+  `per_example` divides it by the client's example count n (the mean over the
+  cohort of β·KL/n), the Bayes-by-backprop convention for an objective that is a
+  per-example mean, with which β = 1 trains.
+- What is exchanged (`exchange`): Alg. 1 distributes θt and θ̂ and the client
+  returns g_c and g_g = ∇τ (the gradient w.r.t. the encoder's mean and σ: |h| + 2|f|
+  up; `alg1`, default). `compact`: the client returns g_t = ∇θt (|h| + |f| up) and the
+  server applies the chain rule through θt = θu + σ ⊙ ε itself (ε is its own draw).
+  The maths is the same in both: ∇θu = g_t and ∇log σ = g_t ⊙ ε ⊙ σ are linear in
+  g_t, so the code always computes them at the server on the cohort's mean g_t; the
+  setting changes only what is counted as sent (`bytes_exchanged`). The client's
+  example count n rides on the aggregation weight; clients are averaged equally.
 - σ = exp(log σ) with σ0 = `init_sigma`: under a softplus parameterization at
   σ0 = 0.001 the gradient reaching σ carried a factor ~σ0 and σ never moved.
-- L_CMPX's scale: the KL of the whole encoder distribution (a sum over its
-  parameters) divided by the number of examples the client's objective
-  averages over (n), the Bayes-by-backprop convention for an objective that is
-  a per-example mean; the server applies mean over the cohort of 1/n.
 - L_CONS: p(z|x', θt) is the representation read through a Gaussian channel
   N(z, `z_noise`·I) (with a deterministic encoder given θt this is what makes
   it a distribution); its KL to N(0, I) is summed over the representation's
@@ -69,7 +77,7 @@ from torch.func import grad, vjp
 
 from pfl import aggregate as agg
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate
+from pfl.algorithms.base import Algorithm, ClientUpdate, nbytes
 from pfl.algorithms.head_split import HeadSplit
 from pfl.algorithms.meta import sample_batch, sgd, split_support_query
 from pfl.config.errors import check
@@ -110,7 +118,9 @@ class AFML(Algorithm):
     alpha: float = setting(0.01, number(ge=0))  # weight of L_ENC and L_CONS
     beta: float = setting(1.0, number(ge=0))  # weight of L_CMPX (1: the evidence lower bound's own weight)
     weights: str = setting("eq4", one_of("eq4", "alg1"))  # eq4: β·L_CMPX; alg1: α·β·L_CMPX
-    head_terms: str = setting("query+enc", one_of("query+enc", "query"))  # what the head's gradient includes
+    head_terms: str = setting("query", one_of("query", "query+enc"))  # g_c: ∇θ̂ L_q (Alg. 1); +enc: also α∇θ̂ L_ENC
+    cmpx_scale: str = setting("model", one_of("model", "per_example"))  # β·KL (eq. 4); per_example: β·KL/n
+    exchange: str = setting("alg1", one_of("alg1", "compact"))  # bytes: up g_c + ∇τ (alg1) or g_c + ∇θt (compact)
     init_sigma: float = setting(0.01, number(gt=0))  # σ0, the initial encoder weight std
     z_noise: float = setting(0.1, number(gt=0))  # variance of the representation channel in L_CONS
     batch_size: Optional[int] = setting(None, optional(integer(ge=1)))  # support/query minibatch (null: the whole sets)
@@ -201,7 +211,7 @@ class AFML(Algorithm):
         g_t = pull((one, a, a))[1]
         delta = {**g_c, **{ENC + k: v for k, v in g_t.items()}}
         metrics = {"loss": l_q.detach(), "l_enc": l_enc.detach(), "l_cons": l_cons.detach()}
-        # the weight carries n (the server needs 1/n for L_CMPX); the mean over clients is uniform (`aggregate`)
+        # the weight carries n (cmpx_scale=per_example needs 1/n); the mean over clients is uniform (`aggregate`)
         return ClientUpdate(delta, data.n.to(l_q.dtype), metrics)
 
     # -- the server ----------------------------------------------------------------
@@ -210,22 +220,30 @@ class AFML(Algorithm):
 
     def aggregate(self, updates: ClientUpdate, server_state: dict) -> Params:
         """∇ of the cohort's mean objective w.r.t. (θ̂, θu, log σ): the chain rule
-        through θt = θu + σ ⊙ ε and L_CMPX, at the server."""
+        through θt = θu + σ ⊙ ε (either `exchange`: linear in g_t) and L_CMPX, at the server."""
         g = agg.mean(updates.delta)  # Alg. 1: 1/K Σ over the cohort
         head = {k: v for k, v in g.items() if self._is_head(k)}
         g_t = {k[len(ENC):]: v for k, v in g.items() if k.startswith(ENC)}
         params = server_state["params"]
         mu, log_s = self._tau(params)
         eps = normal_like(server_state["noise_key"], mu)
-        inv_n = (1.0 / updates.weight.clamp(min=1.0)).mean()
-        w = self.cmpx_weight() * inv_n
-        server_state["l_cmpx"] = (gaussian_kl(mu, log_s) * inv_n).detach()
+        scale = (1.0 / updates.weight.clamp(min=1.0)).mean() if self.cmpx_scale == "per_example" else 1.0
+        w = self.cmpx_weight() * scale
+        server_state["l_cmpx"] = (gaussian_kl(mu, log_s) * scale).detach()
         delta = dict(head)
         for k in mu:
             sigma = torch.exp(log_s[k])
             delta[MU + k] = g_t[k] + w * mu[k]
             delta[LOG_SIGMA + k] = g_t[k] * eps[k] * sigma + w * (sigma * sigma - 1.0)
         return delta
+
+    def bytes_exchanged(self, sent: Params, updates: ClientUpdate) -> tuple[int, int]:
+        """Down θt and θ̂; up g_c and g_g = (∇θu, ∇log σ): two values per encoder weight
+        where g_t has one (`exchange=alg1`), or g_c and g_t (`compact`)."""
+        down, up = super().bytes_exchanged(sent, updates)
+        if self.exchange == "alg1":
+            up += nbytes({k: v[0] for k, v in updates.delta.items() if k.startswith(ENC)})
+        return down, up
 
     def server_update(self, params, delta, optimizer, server_state, updates):
         server_state.pop("params", None)  # this round's τ: not kept across rounds

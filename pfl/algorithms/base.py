@@ -39,6 +39,9 @@ class ClientUpdate(NamedTuple):
     metrics: dict[str, Tensor]  # scalars averaged over the cohort for logging
     state: dict = {}  # new per-client state (algorithms with client state; never mutated)
     extra: dict = {}  # further tensors the client sends up (e.g. a control variate); counted in bytes
+    # the cohort rows' client ids (training-population indices): set by the engine before `aggregate` and
+    # `server_update` (the server knows whom it addressed), never sent by a client nor counted in bytes
+    ids: Tensor | tuple = ()
 
 
 def nbytes(tensors) -> int:
@@ -56,7 +59,7 @@ class Algorithm(Settings):
 
     config_path = "algorithm"
     #: personalization epochs this algorithm's results are read at, added to
-    #: `personalization.epochs` (FedAvg-FT's K fine-tuning epochs)
+    #: `personalization.epochs` (the local-only baseline's epochs, Acc_local)
     report_epochs: tuple[int, ...] = ()
     #: rounds this algorithm runs regardless of the config's `rounds` (None: the config's)
     rounds: int | None = None
@@ -70,12 +73,24 @@ class Algorithm(Settings):
         """The server's parameters, from the model's initial ones."""
         return dict(model_params)
 
+    def init_population(self, global_params: Params, num_clients: int) -> Params:
+        """The server's parameters once the training population's size N is known (parameters held
+        per training client on the server, e.g. client embeddings, are added here). Default: unchanged."""
+        return global_params
+
     def init_server_state(self, global_params: Params, num_clients: int | None = None, rounds: int | None = None) -> dict:
         """Server-side state besides the parameters and the server optimizer
         (a control variate, a round counter); kept in checkpoints. The engine
         passes the training population's size N (SCAFFOLD's |S|/N) and the stage's
         number of rounds; both None where none is known (a bare run_round)."""
         return {}
+
+    def stages(self, server_opt, rounds: int) -> list[tuple[str, "Algorithm", object, int]]:
+        """The run of `rounds` rounds this algorithm stands for, as the engine's stages:
+        [(name suffix, algorithm, partial server optimizer, rounds)]; `server_opt` is the
+        configured one. Default: one stage, this algorithm. A method defined as a sequence
+        of others (FedAvg-FT: FedAvg, then Reptile with another server optimizer) returns them."""
+        return [("", self, server_opt, rounds)]
 
     def server_optimizer(self, param_groups: list[dict], configured):
         """The torch optimizer of the server; `configured` is the one `server_opt` names."""
@@ -88,6 +103,14 @@ class Algorithm(Settings):
     def broadcast(self, global_params: Params, key: Tensor, server_state: dict) -> Params:
         """What the server sends to the cohort this round (default: θ itself)."""
         return global_params
+
+    def broadcast_each(self, global_params: Params, ids: Tensor) -> Params | None:
+        """What the server sends each client of `ids` (training-population indices) on top of
+        `broadcast`: a dict of stacked rows ([C, ...] each), or None (default: the same message for all).
+        A pure function of the server's parameters. At a round, client i's `sent` is
+        {**broadcast(...), **rows_i} (both dicts; counted in bytes down); at evaluation a training
+        client's state row is {**state_i, **rows_i} (held-out clients keep state None)."""
+        return None
 
     def model_params(self, global_params: Params) -> Params:
         """Model parameters to evaluate / personalize from the server's state."""
@@ -139,6 +162,12 @@ class Algorithm(Settings):
         algorithms with client state) or None (held-out clients, stateless
         algorithms). Default: the server's model, `model_params(params)`."""
         return self.model_params(params)
+
+    def evaluate(self, local: LocalTrainer, model: Params, test: ClientData, train: ClientData) -> tuple[Tensor, Tensor]:
+        """(correct, counted) of a client's model on its test data, at every point of the personalization
+        curve. `train` is the client's training data (for a prediction that reads it, e.g. a kNN memory).
+        Default: the model's own predictions."""
+        return local.evaluate(model, test)
 
     def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int, on_epoch,
               state: dict | None = None) -> None:

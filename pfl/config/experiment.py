@@ -24,6 +24,7 @@ from pfl.config.hooks import callbacks_for
 from pfl.config.identity import run_info
 from pfl.config.schema import build, logger_nodes, stage_names, trainer_settings, validate_population
 from pfl.data.augment import flag_permuted_clients
+from pfl.data.validate import check_data
 from pfl.engine.distributed import make_strategy
 from pfl.engine.experiment import Experiment, Stage, TrainerPlan
 from pfl.engine.files import MetricsCSV
@@ -37,6 +38,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     """The run `cfg` describes (validated already: pfl.config.validate)."""
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     data = flag_permuted_clients(build(cfg.dataset, path="dataset"))  # ζ-permuted clients augment, where the data set can
+    if not data.info.get("validated"):  # a data set from outside pfl.data (its loaders validate their own)
+        check_data(data)
     validate_population(cfg, len(data.train), len(data.heldout))
     model = build(cfg.model, path="model", num_classes=data.num_classes, **data.info.get("model_kwargs", {}))
     precision = (cfg.get("trainer") or {}).get("precision")
@@ -75,8 +78,9 @@ def resolve_device(name: str) -> torch.device:
 
 def build_stages(cfg: DictConfig) -> list[Stage]:
     names = stage_names(cfg)  # the algorithm's option (`algorithm=reptile`), or each stage's name
-    if cfg.stages is None:
-        return [Stage(build(cfg.algorithm, path="algorithm"), instantiate(cfg.server_opt), cfg.rounds, names[0])]
+    if cfg.stages is None:  # one algorithm; it may stand for several stages (FedAvg-FT)
+        parts = build(cfg.algorithm, path="algorithm").stages(instantiate(cfg.server_opt), cfg.rounds)
+        return [Stage(alg, opt, rounds, names[0] + suffix) for suffix, alg, opt, rounds in parts]
     return [Stage(build(s.algorithm, path=f"stages.{i}.algorithm"), instantiate(s.server_opt), s.rounds, names[i])
             for i, s in enumerate(cfg.stages)]
 

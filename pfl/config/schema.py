@@ -138,6 +138,7 @@ class Config:
     checkpoint_every: int = setting(10, integer(ge=0, note="0: only at the end"))
     resume: Any = setting(False, check=lambda v: v in (True, False, "auto"),
                           allowed="true (continue the run in hydra.run.dir), false or auto (continue if there is a checkpoint, else start)")
+    overwrite: bool = setting(False, boolean())  # a new run may replace the run already in hydra.run.dir
     init_from: Optional[str] = setting(None, check=lambda v: v is None or Path(v).exists(),
                                        allowed="null or an existing run directory / checkpoint file to start from")
     device: str = setting("auto", check=_device_ok, allowed="auto, cpu, cuda, cuda:N or mps")
@@ -150,6 +151,9 @@ class Config:
     # an Optuna sweep (python -m pfl -m +sweep=NAME): untyped here, so that the sweeper can create the node in a
     # trial's job (`++sweep={...}`, also where the config has none); validate() checks it (pfl.config.sweep)
     sweep: Optional[Any] = None
+    # lightning-hydra-template's key: the metric an Optuna sweep optimizes (a metric name such as
+    # heldout/pers_acc_5 or a dotted path into summary.json; a list for several objectives); sweep.objectives wins
+    optimized_metric: Optional[Any] = None
 
 
 # -- schemas of the group options -------------------------------------------------
@@ -287,7 +291,7 @@ def validate(cfg: DictConfig) -> None:
                                      f"the keys of {path[:-1]} are listed by `python -m pfl --cfg job -p {path[:-1]}`"
                                      if path else "the top-level keys are listed by `python -m pfl --cfg job`")
     top = {k: _plain(cfg.get(k)) for k in ("seed", "replicas", "rounds", "clients_per_round", "zeta", "eval_every",
-                                            "checkpoint_every", "resume", "init_from", "device")}
+                                            "checkpoint_every", "resume", "overwrite", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     _check_replicas(cfg)

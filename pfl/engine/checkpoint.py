@@ -29,7 +29,7 @@ log = logging.getLogger("pfl")
 
 #: config keys a resumed run may change: its length, how it is logged and checkpointed, and where it runs
 #: (a run resumes on another device or number of ranks: tests/engine/test_distributed.py)
-RESUME_MAY_CHANGE = ("rounds", "resume", "logger", "checkpoint_every", "callbacks", "device", "trainer")
+RESUME_MAY_CHANGE = ("rounds", "resume", "overwrite", "logger", "checkpoint_every", "callbacks", "device", "trainer")
 
 
 class CheckpointError(ConfigError):

@@ -131,7 +131,7 @@ class FederatedModule(pl.LightningModule):
         more = []
         for i, (rseed, rdata, model_params) in enumerate(replicas):
             # the server's parameters: the model's, or the algorithm's own (AFML's Gaussian encoder)
-            init = first.init_global(model_params)
+            init = first.init_population(first.init_global(model_params), len(rdata.train))
             params = nn.ParameterDict({_safe(k): nn.Parameter(v) for k, v in init.items()})
             self._names = {_safe(k): k for k in init}
             # each stage's algorithm state on the server (checkpointed)
@@ -246,7 +246,7 @@ class FederatedModule(pl.LightningModule):
             servers.append(Server(self.params(i), opt, rep.server_states[si]))
         self.model.train()
         outs = run_replicas(alg, self.local, self.backend, servers, datas, keys, bkeys, states,
-                            count_flops=stage.name not in self.flops)  # measure the stage's first round
+                            count_flops=stage.name not in self.flops, ids=cohort_ids)  # FLOPs: the stage's first round
         rows = []
         for i, (rep, server, ids, out) in enumerate(zip(self.reps, servers, cohort_ids, outs)):
             rep.server_states[si] = server.state
@@ -323,6 +323,10 @@ class FederatedModule(pl.LightningModule):
         if population == "train" and cs is not None and len(cs):
             rows = clients.to(cs[next(iter(cs))].device)
             state = {self._state_names[k]: v.detach()[rows] for k, v in cs.items()}
+        if population == "train":  # what the server addresses to each training client (broadcast_each)
+            with torch.no_grad():
+                each = alg.broadcast_each(params, clients.to(self.device))
+            state = state if each is None else {**(state or {}), **each}
         self.model.train()
         return personalize(
             alg, self.personalize_local, params, pop, clients.to(self.device),

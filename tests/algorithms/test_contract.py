@@ -45,6 +45,13 @@ SETTINGS: dict[str, dict] = {
     "fedrep": {"extra_down": -2600, "extra_up": -2600},
     "fedbabu": {"extra_down": -2600, "extra_up": -2600},  # the frozen head is never sent
     "lg_fedavg": {"extra_down": -5376, "extra_up": -5376},  # the head only: the body stays on the client
+    "feddbe": {"extra_down": 257, "extra_up": 256},  # the consensus z̄ᵍ (64 floats) and its flag; the client's mean
+    "fedala": {"overrides": ["algorithm.start_epochs=2"]},  # 10 ALA passes per round cost 3x the run's time
+    # prototypes instead of the model: 10 classes x 64 features float32 (2560 B), + 10 bool flags down, + 10 float32
+    # counts up
+    # a small hypernetwork and few inner steps (the defaults, 50 steps and H = 100, take ~4x the time)
+    "pfedhn": {"overrides": ["algorithm.local_steps=5", "algorithm.hidden=8", "algorithm.n_hidden=1"]},
+    "fedproto": {"extra_down": 2570 - 7976, "extra_up": 2600 - 7976},
 }
 
 # the tiny run of tests.helpers, evaluated every round (metrics.csv then has a row per round) on few clients

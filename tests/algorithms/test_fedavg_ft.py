@@ -1,49 +1,56 @@
-"""FedAvg-FT = FedAvg(E) rounds, then Reptile(K) rounds (Jiang et al.'s method), by hand."""
+"""FedAvg-FT = Jiang et al.'s Personalized FedAvg (Alg. 2): FedAvg(E) with server momentum SGD,
+then Reptile(K) with server Adam, as two engine stages."""
 
 import torch
+from omegaconf import OmegaConf, open_dict
 
-from pfl import rng
 from pfl.algorithms import FedAvg, FedAvgFT, Reptile
-from pfl.algorithms.local import LocalTrainer
-from pfl.data.synthetic import load_synthetic
-from pfl.engine.round import Server, run_round
-from pfl.execution import Backend
-from pfl.models.mlp import MLP
-from pfl.optim import ClientSGD
-from pfl.task import Task
+from pfl.run import build_stages, load_global_params, train
+from tests.helpers import compose_cfg
 
 
-def _server(init, lr=0.7, momentum=0.5):
-    params = {k: torch.nn.Parameter(v.clone()) for k, v in init.items()}
-    return Server(params, torch.optim.SGD(params.values(), lr=lr, momentum=momentum))
+def test_defaults_are_algorithm_2():
+    (n1, fedavg, sgd, r1), (n2, reptile, adam, r2) = FedAvgFT().stages(None, 70)
+    assert (n1, n2, r1, r2) == ("", "_finetune", 50, 20)  # the last 2/7: Jiang's 200 rounds after 500
+    assert isinstance(fedavg, FedAvg) and type(reptile) is Reptile
+    assert fedavg.local_epochs == 10 and reptile.local_steps == 10
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    assert isinstance(sgd(p), torch.optim.SGD) and sgd(p).defaults["lr"] == 1.0 and sgd(p).defaults["momentum"] == 0.9
+    assert isinstance(adam(p), torch.optim.Adam) and adam(p).defaults["lr"] == 0.001
 
 
-def test_fedavg_then_reptile_by_hand():
-    torch.manual_seed(0)
-    data = load_synthetic(num_clients=12, train_clients=8, min_examples=10, max_examples=40, dim=8, num_classes=4, seed=2)
-    local = LocalTrainer(Task(MLP(8, 4, [6])), ClientSGD(lr=0.05, batch_size=5))
-    init = local.task.init_params()
-    ft = FedAvgFT(local_epochs=2, finetune_steps=3, finetune_rounds=2)
-    a = _server(init)
-    a.state = ft.init_server_state(init, num_clients=8, rounds=5)
-    b = _server(init)  # the same server optimizer throughout, as FedAvgFT uses one
-    stages = [FedAvg(local_epochs=2)] * 3 + [Reptile(local_steps=3)] * 2
-    flags = []
-    for r, alg in enumerate(stages):
-        ids = torch.randperm(8, generator=torch.Generator().manual_seed(r))[:4]
-        cohort = data.train.train.gather(ids)
-        keys = torch.stack([rng.key(0, r, int(i)) for i in ids])
-        out = run_round(ft, local, Backend("vmap"), a, cohort, keys, rng.key(0, r, 1))
-        run_round(alg, local, Backend("vmap"), b, cohort, keys, rng.key(0, r, 1))
-        flags.append(out.server_metrics["finetuning"])
-        for k in init:
-            torch.testing.assert_close(a.params[k], b.params[k], rtol=0, atol=0)
-    assert flags == [0.0, 0.0, 0.0, 1.0, 1.0]
-    assert a.state["round"] == 5
+def test_split_point_and_empty_stages():
+    assert FedAvgFT().split(100) == (71, 29)
+    assert FedAvgFT(finetune_rounds=30).split(100) == (70, 30)
+    only_ft = FedAvgFT(finetune_rounds=500).stages(None, 100)
+    assert [(s[0], s[3]) for s in only_ft] == [("_finetune", 100)]
+    assert [(s[0], s[3]) for s in FedAvgFT(finetune_fraction=0).stages(None, 9)] == [("", 9)]
+    configured = object()
+    assert {s[2] for s in FedAvgFT(server_optimizers="configured").stages(configured, 10)} == {configured}
 
 
-def test_finetune_stage_length_from_the_runs_rounds():
-    init = {"w": torch.zeros(2)}
-    assert FedAvgFT().init_server_state(init, rounds=100)["switch"] == 80  # the last 20%
-    assert FedAvgFT(finetune_rounds=30).init_server_state(init, rounds=100)["switch"] == 70
-    assert FedAvgFT(finetune_rounds=500).init_server_state(init, rounds=100)["switch"] == 0
+def _stage(name, rounds, alg, opt):
+    return {"name": name, "rounds": rounds, "algorithm": alg, "server_opt": {"_partial_": True, **opt}}
+
+
+def test_engine_run_equals_fedavg_momentum_then_reptile_adam(tmp_path):
+    """algorithm=fedavg_ft is, bit for bit, the staged run FedAvg(E=2) + SGD(1, 0.9) for 2 rounds,
+    then Reptile(K=3) + Adam(0.001) for 2 rounds from that state (same seed, cohorts, keys)."""
+    run = ["rounds=4", "eval_every=4", "checkpoint_every=4"]
+    ft = compose_cfg([*run, "algorithm=fedavg_ft", "algorithm.local_epochs=2", "algorithm.finetune_steps=3",
+                      "algorithm.finetune_rounds=2"])
+    assert [(s.name, s.rounds) for s in build_stages(ft)] == [("fedavg_ft", 2), ("fedavg_ft_finetune", 2)]
+    ref = compose_cfg([*run, "algorithm=fedavg", "server_opt=adam"])  # server_opt: replaced per stage below
+    with open_dict(ref):
+        ref.stages = OmegaConf.create([
+            _stage("fedavg_ft", 2, {"_target_": "pfl.algorithms.FedAvg", "local_epochs": 2},
+                   {"_target_": "torch.optim.SGD", "lr": 1.0, "momentum": 0.9}),
+            _stage("fedavg_ft_finetune", 2, {"_target_": "pfl.algorithms.Reptile", "local_steps": 3},
+                   {"_target_": "torch.optim.Adam", "lr": 0.001})])
+    a, b = train(ft, tmp_path / "ft"), train(ref, tmp_path / "ref")
+    pa, pb = load_global_params(tmp_path / "ft"), load_global_params(tmp_path / "ref")
+    assert set(pa) == set(pb)
+    for k in pa:
+        assert torch.equal(pa[k], pb[k]), k
+    assert a["personalized_accuracy"] == b["personalized_accuracy"] and a["flops_per_round"] == b["flops_per_round"]
+    assert set(a["flops_per_round"]) == {"fedavg_ft", "fedavg_ft_finetune"}  # each stage's FLOPs measured

@@ -69,6 +69,8 @@ def test_unpacked_wheel_runs_from_another_directory(wheel, tmp_path):
     assert "fedavg_e_lr" in sweep_names.split(",")
     helped = run("-m", "pfl", "--help")
     assert helped.returncode == 0 and "algorithm: " in helped.stdout, helped.stderr
+    plugins = run("-m", "pfl", "--info", "plugins")  # Hydra's scan finds the sweeper in the unpacked wheel
+    assert "PflOptunaSweeper" in plugins.stdout.split("Sweeper:")[1].split("Launcher:")[0], plugins.stderr
     swept = run("-m", "pfl", "--cfg", "job", "+sweep=fedavg_e_lr")
     assert swept.returncode == 0 and "name: fedavg_e_lr" in swept.stdout, swept.stderr
     ran = run("-m", "pfl", *TINY, "rounds=2", "algorithm=reptile", "hydra.run.dir=out")

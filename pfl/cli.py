@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import sys
 from pathlib import Path
 
 from pfl.config.resources import CONF_DIR as _CONF, SWEEPS_DIR
+
+from pfl.config.explain import explain, keys_of, listing, unselected_group  # noqa: E402,F401 - one-line errors
 
 CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.config.resources)
 log = logging.getLogger("pfl")
@@ -27,73 +30,6 @@ def _groups() -> dict[str, list[str]]:
             out[d.name] = sorted(p.stem for p in d.glob("*.yaml"))
     out["sweep"] = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))  # the `sweep` group (pfl.sweep.definitions)
     return out
-
-
-def explain(exc: BaseException, keys_of=None) -> str:
-    """One line for a composition or validation error. `keys_of(parent)`: the valid keys under
-    `parent` ("" for the top level), for a "did you mean" suggestion on an unknown key."""
-    from pfl.config.errors import ConfigError, UnknownSetting
-
-    if isinstance(exc, ConfigError):
-        return f"error: {exc}"
-    msg = str(exc)
-    cause = exc.__cause__
-    while cause is not None:  # Hydra wraps the informative error ("Error merging override ...")
-        msg += "\n" + str(cause)
-        cause = cause.__cause__
-    m = re.search(r"Could not find '([\w/]+)/([^']+)'", msg)
-    if m:
-        group, value = m.group(1), m.group(2)
-        opts = _groups().get(group, [])
-        return f"error: {group}={value} is not an option; choose one of: {', '.join(opts)}"
-    m = re.search(r"Could not override '([^']+)'", msg)
-    if m or "not in struct" in msg:
-        key = m.group(1) if m else re.search(r"Key '([^']+)'", msg).group(1)
-        parent = key.rsplit(".", 1)[0] if "." in key else ""
-        candidates = (keys_of(parent) if keys_of else None) or []
-        return f"error: {UnknownSetting(key, None, candidates, listing(parent))}"
-    m = re.search(r"Value '([^']*)'.*could not be converted to (\w+)", msg)
-    if m:
-        key = re.search(r"full_key: (\S+)", msg)
-        kind = {"float": "a number", "integer": "an integer", "boolean": "true or false"}.get(m.group(2).lower(), m.group(2))
-        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected {kind}"
-    if "is not a subclass of SweepSettings" in msg:
-        return ("error: +sweep=NAME names no sweep definition; choose one of: " + ", ".join(_groups()["sweep"]))
-    m = re.search(r"Value '([^']*)' is not a valid bool", msg)
-    if m:
-        key = re.search(r"full_key: (\S+)", msg)
-        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected true or false"
-    m = re.search(r"Invalid value assigned: (\w+) is not a ListConfig, list or tuple", msg)
-    if m:
-        key = re.search(r"full_key: (\S+)", msg)
-        return f"error: {key.group(1) if key else '?'} must be a list, e.g. [a,b]"
-    first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(exc).__name__)
-    return f"error: {first}"
-
-
-def listing(parent: str) -> str:
-    """Where the valid keys under `parent` are listed."""
-    if parent:
-        return f"the keys of {parent} are listed by `python -m pfl --cfg job -p {parent}`"
-    return "the top-level keys are listed by `python -m pfl --cfg job`"
-
-
-def _keys_of(compose, overrides: list[str]):
-    """keys_of(parent) for `explain`: the keys of that node in the config composed with the
-    group choices of `overrides` only (the node the user meant, without the bad key)."""
-    def keys_of(parent: str) -> list[str]:
-        from omegaconf import DictConfig
-
-        groups = _groups()
-        try:
-            node = compose("config", overrides=[o for o in overrides if o.partition("=")[0].lstrip("+~") in groups])
-            for part in filter(None, parent.split(".")):
-                node = node[int(part)] if part.isdigit() else node[part]
-        except Exception:  # noqa: BLE001 - no suggestion then
-            return []
-        return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
-
-    return keys_of
 
 
 MAX_PRECHECK_JOBS = 32
@@ -138,54 +74,42 @@ def precheck(args: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from pfl.config import register, validate
+    from pfl import stage_overrides
+    from pfl.schema_cache import register
 
     jobs = _plain_overrides(args)
     if jobs is None:
         return None
-    register()
+    register()  # the schemas, from the cache when it has them: a composition error costs no torch import
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            for overrides in jobs:
+            composed = []
+            for overrides in jobs:  # every job composes first ...
                 try:
-                    validate(compose("config", overrides=overrides))
+                    composed.append(compose("config", overrides=overrides))
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
-                    where = f" (in the sweep's job with {' '.join(which)})" if len(jobs) > 1 and which else ""
-                    return (unselected_group(compose, overrides) or explain(exc, _keys_of(compose, overrides))) + where
+                    return _job_error(exc, compose, overrides, len(jobs))
+                ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
+                if ignored:
+                    return ignored
+            from pfl.config import validate  # ... then the values are checked (imports the targets)
+
+            for overrides, cfg in zip(jobs, composed):
+                try:
+                    validate(cfg)
+                except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+                    return _job_error(exc, compose, overrides, len(jobs))
     finally:
         GlobalHydra.instance().clear()
     return None
 
 
-def unselected_group(compose, overrides: list[str]) -> str | None:
-    """An error line when a config group is given (`model=mlp`) or needed but nothing in the composed
-    defaults selects it: a data set whose YAML names no default model. Read from the composed config's
-    group choices, not from the error's text; None when that is not the problem."""
-    from omegaconf import OmegaConf
-
+def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int) -> str:
+    which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
+    where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
     groups = _groups()
-    chosen = [o for o in overrides if o.partition("=")[0].lstrip("+~") in groups]
-
-    def composed(without: str | None = None):
-        try:
-            return compose("config", overrides=[o for o in chosen if o != without], return_hydra_config=True)
-        except Exception:  # noqa: BLE001 - another problem: explain() names it
-            return None
-
-    for o in chosen:
-        group = o.partition("=")[0]
-        base = composed(without=o) if group in groups else None
-        if base is not None and group not in base.hydra.runtime.choices:
-            return (f"error: {o}: nothing selects a {group} to replace (dataset={base.hydra.runtime.choices.get('dataset')} "
-                    f"names no default {group}); add it with +{o}")
-    base = composed()
-    for group in groups if base is not None else ():
-        if group in base.keys() and OmegaConf.is_missing(base, group):
-            return (f"error: {group} is not set (dataset={base.hydra.runtime.choices.get('dataset')} names no default "
-                    f"{group}); choose one with +{group}=NAME, NAME one of: {', '.join(groups[group])}")
-    return None
+    return (unselected_group(compose, overrides, groups) or explain(exc, keys_of(compose, overrides, groups), groups)) + where
 
 
 def output_dir_problem(args: list[str]) -> str | None:
@@ -203,6 +127,7 @@ def output_dir_problem(args: list[str]) -> str | None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     try:
+        _no_loop_no_full_disk(path, existing)
         if not existing.is_dir():
             raise NotADirectoryError(f"{existing} is a file")
         if path.exists() and not path.is_dir():
@@ -213,6 +138,27 @@ def output_dir_problem(args: list[str]) -> str | None:
         reason = exc.strerror or str(exc)
         return f"error: {key}={given} cannot be written ({reason}: {existing}); choose a writable folder, e.g. {key}=/tmp/run"
     return None
+
+
+MIN_FREE_BYTES = 1 << 20  # less than this on the output folder's disk: Hydra's own first files would not fit
+
+
+def _no_loop_no_full_disk(path: Path, existing: Path) -> None:
+    """OSError for a folder inside a symlink loop, or on a disk with (almost) no free space."""
+    import errno
+    import shutil
+
+    for p in (path, *path.parents):
+        try:
+            os.stat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # ELOOP: a symlink loop; ENOTDIR: a file on the way (reported below)
+            if exc.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, "a symlink loop") from None
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise OSError(errno.ENOSPC, f"no space left on the device, {free} bytes free")
 
 
 def version() -> str:
@@ -238,6 +184,8 @@ def main() -> None:
     from pfl.hydra_plugin import ensure_registered
 
     ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
+    if _fast_help(args):
+        return
     try:
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
@@ -252,6 +200,33 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
         print("stopped (Ctrl-C) before training started", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence (pfl.engine.last_resort)
+        from pfl.config.errors import ConfigError
+        from pfl.engine.faults import RunFailure
+        from pfl.engine.last_resort import unexpected
+
+        if isinstance(exc, (ConfigError, RunFailure)):  # a job of a multirun: its own line and status
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2 if isinstance(exc, ConfigError) else exc.exit_code)
+
+        print(unexpected(exc), file=sys.stderr)
+        sys.exit(1)
+
+
+def _fast_help(args: list[str]) -> bool:
+    """`--help` with overrides: printed from one composition (pfl.cli_help); False: left to Hydra."""
+    from pfl.cli_help import app_help, fast_help_applies
+    from pfl.schema_cache import register
+
+    if not fast_help_applies(args):
+        return False
+    register()
+    try:
+        text = app_help(args, CONF_DIR, _groups())
+    except Exception:  # noqa: BLE001 - a bad override: Hydra's help reports it as before
+        return False
+    print(text)
+    return True
 
 
 def _claimed_main(args: list[str]) -> None:
@@ -265,8 +240,16 @@ def _claimed_main(args: list[str]) -> None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    with held:
-        _hydra_main()
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own failures (e.g. saving .hydra/) reach main(), not a traceback
+    try:
+        with held:
+            _hydra_main()
+    finally:
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
 
 
 def stopped_line(exc, args: list[str]) -> str:
@@ -286,9 +269,9 @@ def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from pfl.config import register
+    from pfl.schema_cache import register
 
-    register()
+    register()  # from the cache when it has them: --help, --cfg, --info and completion import no torch
 
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def app(cfg: DictConfig):
@@ -315,6 +298,13 @@ def _hydra_main() -> None:
                 raise
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - unforeseen: one line, the traceback into pfl.log
+            if _multirun():
+                raise
+            from pfl.engine.last_resort import unexpected
+
+            print(unexpected(exc), file=sys.stderr)
+            sys.exit(1)
         from pytorch_lightning.utilities import rank_zero_only
 
         if rank_zero_only.rank == 0:  # one process of a distributed run reports

@@ -36,7 +36,7 @@ from torch.func import grad_and_value
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
-from pfl.algorithms.head_split import HeadSplit
+from pfl.algorithms.head_split import HeadSplit, linear_head_weight
 from pfl.config.errors import check
 from pfl.execution import StepLoop
 from pfl.config.settings import integer, number, setting
@@ -57,16 +57,13 @@ class FedDBE(Algorithm):
     momentum: float = setting(1.0, number(gt=0, le=1))  # μ: weight of the batch in the running mean
     head: ClassVar[str] = "head"
 
-    @staticmethod
-    def _dim(params) -> int:
-        return params["head.weight"].shape[-1]
-
     def init_server_state(self, global_params, num_clients=None, rounds=None):
-        w = global_params["head.weight"]
-        return {"consensus": w.new_zeros(self._dim(global_params)), "ready": torch.zeros((), dtype=torch.bool)}
+        w = linear_head_weight(global_params, self.head)
+        return {"consensus": w.new_zeros(w.shape[-1]), "ready": torch.zeros((), dtype=torch.bool)}
 
     def init_client_state(self, global_params):
-        return {PRBM: global_params["head.weight"].new_zeros(self._dim(global_params))}
+        w = linear_head_weight(global_params, self.head)
+        return {PRBM: w.new_zeros(w.shape[-1])}
 
     def broadcast(self, global_params, key, server_state):
         return {**global_params, "dbe.consensus": server_state["consensus"], "dbe.ready": server_state["ready"]}
@@ -83,7 +80,7 @@ class FedDBE(Algorithm):
 
         def loss(p, running, x, y, mask, key):
             body, head = hs.split({k: v for k, v in p.items() if k != PRBM})
-            z = hs.features(body, x, key)
+            z = hs.features(body, x, key, mask)
             running = (1 - self.momentum) * running + self.momentum * masked_mean(z, mask)
             ce = task.loss_from_logits(hs.logits(head, z + p[PRBM] * ready), y, mask)
             mr = 0.5 * ((running - consensus) ** 2).mean()
@@ -105,7 +102,7 @@ class FedDBE(Algorithm):
             p, opt = local.opt.update(p, g, opt)
             return p, opt, running, total + value.detach()
 
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         zero = torch.zeros((), device=data.x.device)
         start = (params, local.opt.init(params), torch.zeros_like(state[PRBM]), zero)
         new, _, running, total = local.steps_loop(data)(start, step, steps, data.n)

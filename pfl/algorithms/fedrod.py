@@ -74,7 +74,7 @@ class FedRoD(Algorithm):
 
         def loss(p, x, y, mask, key):
             body, generic = hs.split({k: v for k, v in p.items() if not k.startswith(MINE)})
-            z = hs.features(body, x, key)
+            z = hs.features(body, x, key, mask)
             g = hs.logits(generic, z)
             bsm = balanced_softmax_loss(task, g, log_counts, y, mask)
             h = hs.logits({k[len(MINE):]: v for k, v in p.items() if k.startswith(MINE)}, z.detach())
@@ -86,7 +86,7 @@ class FedRoD(Algorithm):
         hs = self.split(local.task)
         log_counts = log_class_counts(local.task, data, hs.module.out_features)
         start = {**sent, **{MINE + k: v for k, v in state.items()}}
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train(start, data, key, steps, loss=self.two_losses(local.task, log_counts))
         model = {k: new[k] for k in sent}
         personal = {k: new[MINE + k] for k in state}

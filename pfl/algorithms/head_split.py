@@ -41,15 +41,16 @@ class HeadSplit:
         head = {k: v for k, v in params.items() if self.is_head(k)}
         return enc, head
 
-    def features(self, encoder: Params, x: Tensor, key: Tensor | None) -> Tensor:
-        """z = f(x): the head's input under the encoder parameters `encoder`."""
+    def features(self, encoder: Params, x: Tensor, key: Tensor | None, mask: Tensor | None = None) -> Tensor:
+        """z = f(x): the head's input under the encoder parameters `encoder` (`mask`: the batch's real
+        examples, for models that normalize over them)."""
 
         def stop(_module, args):
             raise _Stop(args[0])
 
         handle = self.module.register_forward_pre_hook(stop)
         try:
-            self.task.logits(encoder, x, key)
+            self.task.logits(encoder, x, key, mask)
         except _Stop as s:
             return s.z
         finally:
@@ -78,3 +79,12 @@ def split_by_prefix(params: Params, prefix: str) -> tuple[Params, Params]:
 def check_head(task: Task, prefix: str) -> None:
     """ConfigError unless `prefix` names a submodule of the task's model (HeadSplit's check)."""
     HeadSplit(task, prefix)
+
+
+def linear_head_weight(params: Params, prefix: str = "head") -> Tensor:
+    """The [classes, d] weight of a linear head `prefix` (server-side hooks that size extra tensors by it);
+    ConfigError when the parameters have none."""
+    name = prefix + ".weight"
+    check(name in params and params[name].dim() == 2, "model", f"last parameters {list(params)[-2:]}",
+          f"a model whose last layer is a linear `{prefix}` (logits = {prefix}(z))")
+    return params[name]

@@ -129,7 +129,7 @@ class Config:
     server_opt: Any = MISSING
     client_opt: Any = MISSING
     logger: Any = MISSING
-    seed: int = 0
+    seed: int = setting(0, integer(ge=0, le=2**32 - 1, note="the seed generators accept"))
     replicas: int = setting(1, integer(ge=1, note="independently seeded copies (seeds seed..seed+R-1) in one run"))
     rounds: int = setting(100, integer(ge=1))
     clients_per_round: int = setting(10, integer(ge=1))
@@ -296,7 +296,10 @@ def validate(cfg: DictConfig) -> None:
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     _check_replicas(cfg)
     if cfg.get("sweep") is not None:
-        SweepSettings.from_cfg(cfg.sweep)  # one line for a misspelt key or a bad value
+        from pfl.config.objectives import check_objectives
+
+        # one line for a misspelt key or a bad value; an objective that no trial can produce: refused before the first
+        check_objectives(cfg, SweepSettings.from_cfg(cfg.sweep).objectives)
     if cfg.get("trainer") is not None:
         _check_trainer(_plain(cfg.trainer))
         check_values(TrainerConfig, {k: v for k, v in _plain(cfg.trainer).items()

@@ -145,7 +145,7 @@ def load_global_params(path: str | Path) -> dict:
     return {names.get(k[len(prefix):], k[len(prefix):]): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
 
 
-def resume_point(resume, ckpt_cb: RoundCheckpoint, run_dir: Path, config: dict) -> tuple[str | None, int | None]:
+def resume_point(resume, ckpt_cb: RoundCheckpoint, run_dir: Path, config: dict, module) -> tuple[str | None, int | None]:
     """(checkpoint to resume from, its round) under `resume` (true, false or auto); a refused resume raises."""
     if resume is True and not ckpt_cb.last.is_file():
         raise CheckpointError("resume", run_dir, f"resume=true: nothing to resume in {run_dir} (no checkpoints/last.ckpt); "
@@ -160,6 +160,8 @@ def resume_point(resume, ckpt_cb: RoundCheckpoint, run_dir: Path, config: dict) 
         raise CheckpointError("resume", run_dir, f"resume: the configuration differs from the checkpoint's in "
                               f"{'; '.join(changed)} (only rounds and logging may change on resume; "
                               "use another hydra.run.dir for a new run)")
-    resume_round = ckpt_cb.saved_round = int(ckpt["state_dict"]["round"])
+    from pfl.engine.resume_check import check_resume  # tensors, rounds, stages
+
+    resume_round = ckpt_cb.saved_round = check_resume(ckpt, module, config, ckpt_cb.last)
     log.info("resuming from %s (round %d)", ckpt_cb.last, resume_round)
     return str(ckpt_cb.last), resume_round

@@ -49,6 +49,10 @@ def make_module(exp: Experiment) -> FederatedModule:
     if exp.init_from:
         own = module.params()
         loaded = {(k if k in own else current_name(k)): v for k, v in load_global_params(exp.init_from).items()}
+        bad = next((k for k, v in loaded.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise ConfigError("init_from", exp.init_from, f"a checkpoint with finite weights (its tensor {bad} holds "
+                              "NaN or inf: the run it comes from had diverged)")
         if set(loaded) != set(own) or any(loaded[k].shape != own[k].shape for k in own):
             raise ConfigError("init_from", exp.init_from, "a checkpoint of the same model and algorithm family")
         with torch.no_grad():  # every replica starts from it, as a separate run with that seed would
@@ -62,7 +66,7 @@ def make_module(exp: Experiment) -> FederatedModule:
 def fit(exp: Experiment, run_dir: Path, started: float) -> Fitted:
     module = make_module(exp)
     ckpt_cb = RoundCheckpoint(run_dir / "checkpoints", exp.checkpoint_every, exp.run.config)
-    ckpt_path, resume_round = resume_point(exp.resume, ckpt_cb, run_dir, exp.run.config)
+    ckpt_path, resume_round = resume_point(exp.resume, ckpt_cb, run_dir, exp.run.config, module)
     loggers = make_loggers(exp.loggers, exp.run, run_dir, resume_round)
     stopper = StopOnSignal(ckpt_cb)  # SIGTERM / SIGINT: stop at the next round or evaluation chunk
     t = exp.trainer

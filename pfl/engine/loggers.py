@@ -19,8 +19,47 @@ from pfl.engine.files import MetricsCSV
 log = logging.getLogger("pfl")
 
 
+PROBE_TIMEOUT_S = 10.0  # how long an online W&B run waits to learn that the server cannot be reached
+
+
 def wandb_mode(requested: str) -> str:
-    """auto: WANDB_MODE if set, else online only when an API key is configured, else offline (never blocks)."""
+    """auto: WANDB_MODE if set, else online only when an API key is configured, else offline (never blocks).
+    An online mode whose server (WANDB_BASE_URL, else api.wandb.ai) cannot be reached within
+    PROBE_TIMEOUT_S falls back to offline with one warning (`wandb sync` uploads the run later)."""
+    mode = _wanted_mode(requested)
+    if mode == "online":
+        problem = _unreachable(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai", PROBE_TIMEOUT_S)
+        if problem:
+            log.warning("W&B server unreachable (%s): logging offline instead; upload later with `wandb sync`", problem)
+            os.environ["WANDB_MODE"] = "offline"  # wandb reads it too
+            return "offline"
+    return mode
+
+
+def _unreachable(url: str, timeout: float) -> str | None:
+    """Why a TCP connection to url's host cannot be opened within `timeout` seconds (DNS included), or None."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    host, port = u.hostname or "", u.port or (443 if u.scheme == "https" else 80)
+    result: list = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(None)
+        except OSError as exc:
+            result.append(f"{host}:{port}: {exc.strerror or exc}")
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return result[0] if result else f"{host}:{port}: no answer within {timeout:.0f} s"
+
+
+def _wanted_mode(requested: str) -> str:
     if requested != "auto":
         return requested
     env = os.environ.get("WANDB_MODE", "").strip().lower()

@@ -220,7 +220,7 @@ class FederatedModule(pl.LightningModule):
             bkeys.append(rng.key(rep.seed, r, 0x5E4D).to(self.device))
             cs = rep.tensors.client_state
             states.append(None if cs is None else {self._state_names[k]: v[ids] for k, v in cs.items()})
-            servers.append(Server(self.params(i), opt, rep.server_states[si]))
+            servers.append(Server(self.params(i), opt, _on(rep.server_states[si], self.device)))
         return servers, datas, keys, bkeys, states, cohort_ids
 
     def _round_result(self, r: int, si: int, i: int, server: Server, ids: Tensor, out) -> dict:
@@ -275,6 +275,14 @@ class FederatedModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         load_records(self, checkpoint)
+
+
+def _on(state, device):
+    """An algorithm's server state on the round's device: one restored from a checkpoint lies where Lightning
+    loaded it (the CPU), also when the run resumes on CUDA (tests/gpu/test_cuda_checkpoint.py)."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, state)
 
 
 class _Rounds:

@@ -86,17 +86,17 @@ def first_message(sent, each: dict | None):
 
 
 def reduces_by_sum(algorithm: Algorithm) -> bool:
-    """True when the algorithm keeps the default aggregate (the weighted mean of Δ) and server step
-    (which reads Δ only). Then Δ is summed as it is computed instead of stacking every client's Δ
+    """True when the algorithm declares its Δ the weighted mean of the updates (`mean_of_updates`,
+    pfl.algorithms.base). Then Δ is summed as it is computed instead of stacking every client's Δ
     (C models) first: the sequential backend folds each client into one running sum, and ranks
     all-reduce their partial sums (one model) instead of all-gathering every Δ. The same Δ up to
     the order of the floating-point sum."""
-    cls = type(algorithm)
-    return cls.aggregate is Algorithm.aggregate and cls.server_update is Algorithm.server_update
+    return bool(algorithm.mean_of_updates)
 
 
 def _summed_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
-                    keys: Tensor, client_state: dict | None = None, each: dict | None = None) -> tuple[ClientUpdate, dict]:
+                    keys: Tensor, client_state: dict | None = None,
+                    each: dict | None = None) -> tuple[ClientUpdate, dict]:
     """(updates, Δ): Δ the cohort's weighted mean, summed over this rank's clients (as they are
     computed, in the sequential backend) and then over the ranks. In `updates`, weight, metrics and
     state have every client's row; delta and extra only this rank's (sequential: the first client's),

@@ -62,7 +62,7 @@ def build_stages(cfg: DictConfig) -> list[Stage]:
     names = stage_names(cfg)  # the algorithm's option (`algorithm=reptile`), or each stage's name
     if cfg.stages is None:  # one algorithm; it may stand for several stages (FedAvg-FT)
         parts = build(cfg.algorithm, path="algorithm").stages(instantiate(cfg.server_opt), cfg.rounds)
-        return [Stage(alg, opt, rounds, names[0] + suffix) for suffix, alg, opt, rounds in parts]
+        return [Stage(alg, opt, rounds, names[0] + suffix, names[0]) for suffix, alg, opt, rounds in parts]
     return [Stage(build(s.algorithm, path=f"stages.{i}.algorithm"), instantiate(s.server_opt), s.rounds, names[i])
             for i, s in enumerate(cfg.stages)]
 

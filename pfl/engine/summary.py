@@ -43,7 +43,7 @@ def _local_baseline(row: dict, pop: str) -> dict | None:
 
 
 def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -> dict:
-    epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
+    epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (local-only: its epochs)
     row = module.history[-1] if module.history else {}
     p = module.personalization
     target = float(p.target_accuracy)
@@ -51,9 +51,8 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
     top = _population_summary(row, head, epochs)
     rtt, resolution = rounds_to_targets(module, target)
     rounds = module.total_rounds
-    stage_names = [s.name for s in module.stages]
     return {
-        "algorithm": "+".join(stage_names),
+        "algorithm": "+".join(dict.fromkeys(s.method for s in module.stages)),  # FedAvg-FT's stages: fedavg_ft
         "dataset": cfg.dataset.name,
         "model": cfg.model._target_.rsplit(".", 1)[-1],
         "rounds": rounds,

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import sys
 from pathlib import Path
 
-from pfl.resources import CONF_DIR as _CONF, SWEEPS_DIR
+from pfl.config.resources import CONF_DIR as _CONF, SWEEPS_DIR
 
-CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.resources)
+CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.config.resources)
 log = logging.getLogger("pfl")
 
 
@@ -32,7 +33,7 @@ def _groups() -> dict[str, list[str]]:
 def explain(exc: BaseException, keys_of=None) -> str:
     """One line for a composition or validation error. `keys_of(parent)`: the valid keys under
     `parent` ("" for the top level), for a "did you mean" suggestion on an unknown key."""
-    from pfl.config_errors import ConfigError, UnknownSetting
+    from pfl.config.errors import ConfigError, UnknownSetting
 
     if isinstance(exc, ConfigError):
         return f"error: {exc}"
@@ -138,25 +139,41 @@ def precheck(args: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from pfl.config import register, validate
+    from pfl import stage_overrides
+    from pfl.schema_cache import register
 
     jobs = _plain_overrides(args)
     if jobs is None:
         return None
-    register()
+    register()  # the schemas, from the cache when it has them: a composition error costs no torch import
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            for overrides in jobs:
+            composed = []
+            for overrides in jobs:  # every job composes first ...
                 try:
-                    validate(compose("config", overrides=overrides))
+                    composed.append(compose("config", overrides=overrides))
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
-                    where = f" (in the sweep's job with {' '.join(which)})" if len(jobs) > 1 and which else ""
-                    return explain(exc, _keys_of(compose, overrides)) + where
+                    return _job_error(exc, compose, overrides, len(jobs))
+                ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
+                if ignored:
+                    return ignored
+            from pfl.config import validate  # ... then the values are checked (imports the targets)
+
+            for overrides, cfg in zip(jobs, composed):
+                try:
+                    validate(cfg)
+                except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+                    return _job_error(exc, compose, overrides, len(jobs))
     finally:
         GlobalHydra.instance().clear()
     return None
+
+
+def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int) -> str:
+    which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
+    where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
+    return explain(exc, _keys_of(compose, overrides)) + where
 
 
 def output_dir_problem(args: list[str]) -> str | None:
@@ -174,6 +191,7 @@ def output_dir_problem(args: list[str]) -> str | None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     try:
+        _no_loop_no_full_disk(path, existing)
         if not existing.is_dir():
             raise NotADirectoryError(f"{existing} is a file")
         if path.exists() and not path.is_dir():
@@ -184,6 +202,27 @@ def output_dir_problem(args: list[str]) -> str | None:
         reason = exc.strerror or str(exc)
         return f"error: {key}={given} cannot be written ({reason}: {existing}); choose a writable folder, e.g. {key}=/tmp/run"
     return None
+
+
+MIN_FREE_BYTES = 1 << 20  # less than this on the output folder's disk: Hydra's own first files would not fit
+
+
+def _no_loop_no_full_disk(path: Path, existing: Path) -> None:
+    """OSError for a folder inside a symlink loop, or on a disk with (almost) no free space."""
+    import errno
+    import shutil
+
+    for p in (path, *path.parents):
+        try:
+            os.stat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # ELOOP: a symlink loop; ENOTDIR: a file on the way (reported below)
+            if exc.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, "a symlink loop") from None
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise OSError(errno.ENOSPC, f"no space left on the device, {free} bytes free")
 
 
 def version() -> str:
@@ -206,7 +245,11 @@ def main() -> None:
         print(f"pfl {version()} (distribution pfl-meta; Hydra {hydra.__version__})")
         return
     from pfl.engine.faults import Stopped
+    from pfl.hydra_plugin import ensure_registered
 
+    ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
+    if _fast_help(args):
+        return
     try:
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
@@ -214,13 +257,63 @@ def main() -> None:
         if problem:
             print(problem, file=sys.stderr)
             sys.exit(2)
-        _hydra_main()
+        _claimed_main(args)
     except Stopped as exc:  # SIGTERM / SIGINT while training (pfl.engine.faults)
         print(stopped_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
         print("stopped (Ctrl-C) before training started", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence (pfl.engine.last_resort)
+        from pfl.config.errors import ConfigError
+        from pfl.engine.faults import RunFailure
+        from pfl.engine.last_resort import unexpected
+
+        if isinstance(exc, (ConfigError, RunFailure)):  # a job of a multirun: its own line and status
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2 if isinstance(exc, ConfigError) else exc.exit_code)
+
+        print(unexpected(exc), file=sys.stderr)
+        sys.exit(1)
+
+
+def _fast_help(args: list[str]) -> bool:
+    """`--help` with overrides: printed from one composition (pfl.cli_help); False: left to Hydra."""
+    from pfl.cli_help import app_help, fast_help_applies
+    from pfl.schema_cache import register
+
+    if not fast_help_applies(args):
+        return False
+    register()
+    try:
+        text = app_help(args, CONF_DIR, _groups())
+    except Exception:  # noqa: BLE001 - a bad override: Hydra's help reports it as before
+        return False
+    print(text)
+    return True
+
+
+def _claimed_main(args: list[str]) -> None:
+    """Hydra's main, with hydra.run.dir owned by this process first (pfl.engine.run_dir): a folder in
+    use or holding a run is refused before Hydra writes .hydra/ and its log into it."""
+    from pfl.config.errors import ConfigError
+    from pfl.engine.run_dir import claim_from_args
+
+    try:
+        held = claim_from_args(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own failures (e.g. saving .hydra/) reach main(), not a traceback
+    try:
+        with held:
+            _hydra_main()
+    finally:
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
 
 
 def stopped_line(exc, args: list[str]) -> str:
@@ -240,13 +333,13 @@ def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from pfl.config import register
+    from pfl.schema_cache import register
 
-    register()
+    register()  # from the cache when it has them: --help, --cfg, --info and completion import no torch
 
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def app(cfg: DictConfig):
-        from pfl.config_errors import ConfigError
+        from pfl.config.errors import ConfigError
         from pfl.engine.faults import RunFailure
         from pfl.engine.summary import format_table
         from pfl.run import train
@@ -269,6 +362,13 @@ def _hydra_main() -> None:
                 raise
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - unforeseen: one line, the traceback into pfl.log
+            if _multirun():
+                raise
+            from pfl.engine.last_resort import unexpected
+
+            print(unexpected(exc), file=sys.stderr)
+            sys.exit(1)
         from pytorch_lightning.utilities import rank_zero_only
 
         if rank_zero_only.rank == 0:  # one process of a distributed run reports
@@ -297,6 +397,6 @@ def _multirun() -> bool:
 
 def objective(cfg, summary: dict):
     """The value(s) a sweep optimizes (None outside sweeps)."""
-    from pfl import sweep_objective
+    from pfl.sweep import objective as sweep_objective
 
     return sweep_objective.read(cfg, summary)

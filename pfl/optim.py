@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pfl.settings import Settings, integer, number, setting
+from pfl.config.settings import Settings, integer, number, setting
 
 Params = dict[str, torch.Tensor]
 

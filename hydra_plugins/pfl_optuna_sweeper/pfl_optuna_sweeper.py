@@ -3,7 +3,7 @@
 Hydra imports this module while scanning plugins, so it stays light: it
 registers the sweeper's config and the sweep definitions (sweeps/*.yaml as
 the group `sweep`) and imports Optuna only when a sweep starts. The sweep's
-settings live in the job config under `sweep` (see pfl.sweep.settings), not
+settings live in the job config under `sweep` (see pfl.config.sweep), not
 under hydra.sweeper, because the trial jobs need them too (pruning).
 `hydra.sweeper.params` (where experiments keep grids) join the search space.
 """

@@ -80,10 +80,10 @@ from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, nbytes
 from pfl.algorithms.head_split import HeadSplit
 from pfl.algorithms.meta import sample_batch, sgd, split_support_query
-from pfl.config_errors import check
+from pfl.config.errors import check
 from pfl.data.federated import ClientData
 from pfl.optim import ClientSGD
-from pfl.settings import integer, number, one_of, optional, setting, text
+from pfl.config.settings import integer, number, one_of, optional, setting, text
 from pfl.task import Params
 
 MU = "enc_mu."

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 from pfl.task import Params
 
 W, V, MIX = "w.", "v.", "apfl_mix"

@@ -29,7 +29,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from pfl import aggregate as agg
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import ClientData, Split
-from pfl.settings import Settings
+from pfl.config.settings import Settings
 from pfl.task import Params
 
 
@@ -39,6 +39,9 @@ class ClientUpdate(NamedTuple):
     metrics: dict[str, Tensor]  # scalars averaged over the cohort for logging
     state: dict = {}  # new per-client state (algorithms with client state; never mutated)
     extra: dict = {}  # further tensors the client sends up (e.g. a control variate); counted in bytes
+    # the cohort rows' client ids (training-population indices): set by the engine before `aggregate` and
+    # `server_update` (the server knows whom it addressed), never sent by a client nor counted in bytes
+    ids: Tensor | tuple = ()
 
 
 def nbytes(tensors) -> int:
@@ -50,7 +53,7 @@ class Algorithm(Settings):
     """Base class: FedAvg's server and the default personalization; subclasses
     override `client_update` and whichever other hooks they need.
 
-    Subclasses are dataclasses whose fields are `setting(...)`s (pfl.settings): the one
+    Subclasses are dataclasses whose fields are `setting(...)`s (pfl.config.settings): the one
     place a setting's default and allowed values live. The algorithm's name is its
     config option (conf/algorithm/<name>.yaml), not a field."""
 
@@ -69,6 +72,11 @@ class Algorithm(Settings):
     def init_global(self, model_params: Params) -> Params:
         """The server's parameters, from the model's initial ones."""
         return dict(model_params)
+
+    def init_population(self, global_params: Params, num_clients: int) -> Params:
+        """The server's parameters once the training population's size N is known (parameters held
+        per training client on the server, e.g. client embeddings, are added here). Default: unchanged."""
+        return global_params
 
     def init_server_state(self, global_params: Params, num_clients: int | None = None, rounds: int | None = None) -> dict:
         """Server-side state besides the parameters and the server optimizer
@@ -95,6 +103,14 @@ class Algorithm(Settings):
     def broadcast(self, global_params: Params, key: Tensor, server_state: dict) -> Params:
         """What the server sends to the cohort this round (default: θ itself)."""
         return global_params
+
+    def broadcast_each(self, global_params: Params, ids: Tensor) -> Params | None:
+        """What the server sends each client of `ids` (training-population indices) on top of
+        `broadcast`: a dict of stacked rows ([C, ...] each), or None (default: the same message for all).
+        A pure function of the server's parameters. At a round, client i's `sent` is
+        {**broadcast(...), **rows_i} (both dicts; counted in bytes down); at evaluation a training
+        client's state row is {**state_i, **rows_i} (held-out clients keep state None)."""
+        return None
 
     def model_params(self, global_params: Params) -> Params:
         """Model parameters to evaluate / personalize from the server's state."""
@@ -146,6 +162,13 @@ class Algorithm(Settings):
         algorithms with client state) or None (held-out clients, stateless
         algorithms). Default: the server's model, `model_params(params)`."""
         return self.model_params(params)
+
+    def evaluate(self, local: LocalTrainer, model: Params, test: ClientData,
+                 train: ClientData) -> tuple[Tensor, Tensor]:
+        """(correct, counted) of a client's model on its test data, at every point of the personalization
+        curve. `train` is the client's training data (for a prediction that reads it, e.g. a kNN memory).
+        Default: the model's own predictions."""
+        return local.evaluate(model, test)
 
     def adapt(self, local: LocalTrainer, params: Params, data: ClientData, key: Tensor, epochs: int, on_epoch,
               state: dict | None = None) -> None:

@@ -23,7 +23,7 @@ from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta
 from pfl.data.federated import ClientData, Split
 from pfl.optim import ClientAdam
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 
 
 @dataclass

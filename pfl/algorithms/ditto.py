@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.fedprox import proximal
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 
 
 @dataclass

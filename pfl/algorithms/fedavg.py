@@ -18,7 +18,7 @@ import torch
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, uniform_weight
-from pfl.settings import boolean, integer, setting
+from pfl.config.settings import boolean, integer, setting
 
 
 @dataclass

@@ -35,7 +35,7 @@ import torch
 
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.fedavg import FedAvg, Reptile
-from pfl.settings import integer, number, one_of, optional, setting
+from pfl.config.settings import integer, number, one_of, optional, setting
 
 
 @dataclass

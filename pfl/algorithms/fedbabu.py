@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, nbytes
 from pfl.algorithms.fedrep import _with_fixed
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.settings import integer, one_of, setting, text
+from pfl.config.settings import integer, one_of, setting, text
 
 
 @dataclass

@@ -35,7 +35,7 @@ from torch.func import grad
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, uniform_weight
 from pfl.algorithms.meta import sample_batch, sgd, split_support_query
-from pfl.settings import boolean, integer, number, one_of, optional, setting
+from pfl.config.settings import boolean, integer, number, one_of, optional, setting
 from pfl.task import Params
 
 LR = "inner_lr."

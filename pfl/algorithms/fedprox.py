@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from pfl.algorithms.base import ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.fedavg import FedAvg
-from pfl.settings import number, setting
+from pfl.config.settings import number, setting
 
 
 def proximal(task_loss, anchor, mu: float):

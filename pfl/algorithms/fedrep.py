@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.settings import integer, setting, text
+from pfl.config.settings import integer, setting, text
 
 
 def _with_fixed(task_loss, fixed):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, uniform_weight
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 from pfl.optim import ClientSGD
 
 

@@ -29,7 +29,7 @@ from torch.func import grad_and_value
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
-from pfl.settings import integer, setting
+from pfl.config.settings import integer, setting
 
 
 def gradient_step_delta(local, params, grads):

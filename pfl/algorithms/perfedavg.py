@@ -31,7 +31,7 @@ from torch.func import grad, jvp
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
 from pfl.algorithms.meta import sgd, split_support_query
-from pfl.settings import integer, number, one_of, optional, setting
+from pfl.config.settings import integer, number, one_of, optional, setting
 from pfl.optim import ClientSGD
 from pfl.task import Params
 

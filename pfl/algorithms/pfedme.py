@@ -37,7 +37,7 @@ from torch.func import grad_and_value
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
-from pfl.settings import integer, number, setting
+from pfl.config.settings import integer, number, setting
 
 
 @dataclass

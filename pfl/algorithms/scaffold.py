@@ -38,7 +38,7 @@ import torch
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
 from pfl.execution import StepLoop
-from pfl.settings import integer, setting
+from pfl.config.settings import integer, setting
 
 
 @dataclass

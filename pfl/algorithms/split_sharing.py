@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.settings import integer, setting, text
+from pfl.config.settings import integer, setting, text
 from pfl.task import Params
 
 

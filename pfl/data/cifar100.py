@@ -30,10 +30,11 @@ from pfl.data.cache import Source, decoded
 from pfl.data.download import DataError, Remote
 from pfl.data.augment import RandomCropFlip
 from pfl.data.federated import FederatedData
+from pfl.data.validate import check_client
 from pfl.data.packed import Packed, assemble, population_split
 from pfl.data.partition import dirichlet_label_skew_paired
 from pfl.data.transforms import cifar_pixels
-from pfl.settings import checked, integer, number
+from pfl.config.settings import checked, integer, number
 
 ARCHIVE = Remote("cifar-100-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                  md5="eb9058c3a382ffc7106e4002c42a8d85")
@@ -76,6 +77,7 @@ def _decode(paths: dict[str, Path]) -> dict[str, np.ndarray]:
     out = {}
     for name in ("train", "test"):
         d = read_pickle(paths[name])
+        check_client(d["data"], d["fine_labels"], 100, str(paths[name]))
         x = np.asarray(d["data"], dtype=np.uint8)
         y = np.asarray(d["fine_labels"], dtype=np.uint8)
         if x.ndim != 2 or x.shape[1] != 3072 or len(x) != len(y):

@@ -29,6 +29,7 @@ from pfl.data.download import Remote
 from pfl.data.augment import CHARACTER_AUGMENT
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
+from pfl.data.validate import check_client
 from pfl.data.transforms import inverted_unit_pixels, unit_pixels
 
 TFF_URL = "https://storage.googleapis.com/tff-datasets-public/"
@@ -65,6 +66,9 @@ def _decode(src: Source):
         out = {"ids": np.array(ids)}
         empty = (np.zeros((0, 28, 28), np.float32), np.zeros((0,), np.int64))
         for name, split in (("train", train), ("test", test)):
+            for c in split:
+                check_client(*split[c], 10 if src.files[0].startswith("fed_emnist_digitsonly") else 62,
+                             f"{paths[src.files[0 if name == 'train' else 1]]}, client {c}")
             xs = [to_uint8(split.get(c, empty)[0]) for c in ids]
             ys = [np.asarray(split.get(c, empty)[1]).astype(np.uint8).reshape(-1) for c in ids]
             out.update(pack_arrays(name, Packed.from_lists(xs, ys, (28, 28), np.uint8, np.uint8)))

@@ -20,15 +20,16 @@ from typing import Annotated
 
 import numpy as np
 
-from pfl.config_errors import check, is_int
+from pfl.config.errors import check, is_int
 from pfl.data.cache import Source, decoded
 from pfl.data.download import Remote
 from pfl.data.emnist import read_h5_clients
 from pfl.data.augment import RandomCropFlip
 from pfl.data.federated import FederatedData
+from pfl.data.validate import check_client
 from pfl.data.packed import Packed, assemble, pack_arrays, unpack_arrays
 from pfl.data.transforms import cifar_pixels
-from pfl.settings import checked, number
+from pfl.config.settings import checked, number
 
 TFF_URL = "https://storage.googleapis.com/tff-datasets-public/"
 # sha256 published in TFF's loader (tff.simulation.datasets.cifar100.load_data)
@@ -46,6 +47,8 @@ def _decode(paths: dict[str, Path]) -> dict[str, np.ndarray]:
     for name in ("train", "test"):
         clients = read_h5_clients(paths[f"fed_cifar100_{name}.h5"], ("image", "label"))
         ids = sorted(clients, key=_sort_key)
+        for c in ids:
+            check_client(*clients[c], 100, f"{paths[f'fed_cifar100_{name}.h5']}, client {c}")
         xs = [np.ascontiguousarray(np.asarray(clients[c][0], np.uint8).transpose(0, 3, 1, 2)) for c in ids]
         ys = [np.asarray(clients[c][1]).astype(np.uint8).reshape(-1) for c in ids]
         out[f"{name}_ids"] = np.array(ids)

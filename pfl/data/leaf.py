@@ -28,18 +28,20 @@ import numpy as np
 
 from pfl.data import text
 from pfl.data.cache import cache_root, fingerprint_files
-from pfl.data.download import DataError, atomic_save_npz, load_npz
+from pfl.data.download import DataError, load_npz, save_cache_npz
 from pfl.data.emnist import to_uint8
 from pfl.data.augment import CHARACTER_AUGMENT
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
+from pfl.data.validate import check_client
 from pfl.data.transforms import inverted_unit_pixels, token_ids, unit_pixels
 
-FORMAT = 1
+FORMAT = 2  # 2: examples validated before encoding (pfl.data.validate); older caches may hold NaN as 0
 
 
-def read_leaf_split(directory: Path) -> dict[str, tuple[list, list]]:
-    """{user: (xs, ys)} merged over the json shards of one split folder."""
+def read_leaf_split(directory: Path, shards_of: dict[str, list[str]] | None = None) -> dict[str, tuple[list, list]]:
+    """{user: (xs, ys)} merged over the json shards of one split folder; `shards_of[user]`: the shard files
+    that hold the user's examples (for error messages)."""
     users: dict[str, tuple[list, list]] = {}
     for shard in sorted(directory.glob("*.json")):
         try:
@@ -47,8 +49,12 @@ def read_leaf_split(directory: Path) -> dict[str, tuple[list, list]]:
                 d = json.load(f)
             for uid, ex in d["user_data"].items():
                 xs, ys = users.setdefault(str(uid), ([], []))
+                if not isinstance(ex["x"], list) or not isinstance(ex["y"], list):
+                    raise TypeError(f"user {uid}: x and y must be lists")
                 xs.extend(ex["x"])
                 ys.extend(ex["y"])
+                if shards_of is not None:
+                    shards_of.setdefault(str(uid), []).append(str(shard))
         except (ValueError, KeyError, OSError, TypeError, AttributeError) as exc:  # JSONDecodeError is a ValueError
             raise DataError(f"{shard} is not a LEAF json shard ({type(exc).__name__}: {exc}); expected "
                             '{"users": [...], "user_data": {user: {"x": [...], "y": [...]}}}') from None
@@ -66,27 +72,39 @@ def _shards(root: Path) -> list[Path]:
     return shards[0] + shards[1]
 
 
-def _cached_leaf(kind: str, root, cache_dir, encode) -> dict[str, np.ndarray]:
+def _cached_leaf(kind: str, root, cache_dir, encode, num_classes: int) -> dict[str, np.ndarray]:
     shards = _shards(root)
     npz = cache_root(cache_dir) / f"{kind}_leaf" / f"{kind}-{fingerprint_files(shards)}-v{FORMAT}.npz"
     arrays = load_npz(npz)
     if arrays is not None:
         return arrays
     root = Path(root).expanduser()
-    train, test = read_leaf_split(root / "train"), read_leaf_split(root / "test")
+    where: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
+    train, test = read_leaf_split(root / "train", where["train"]), read_leaf_split(root / "test", where["test"])
     ids = sorted(set(train) & set(test))
     if len(ids) < 2:
         raise DataError(f"dataset.root={root}: only {len(ids)} users have both train and test data", key="dataset.root")
     arrays = {"ids": np.array(ids), "unpaired": np.array([len(set(train) ^ set(test))])}
     for name, split in (("train", train), ("test", test)):
+        for u in ids:
+            check_client(*_raw(kind, split[u]), num_classes, f"{' / '.join(where[name][u])}, client {u}")
         try:
             xs, ys = zip(*(encode(*split[u]) for u in ids))
         except (ValueError, TypeError, IndexError) as exc:  # examples of another shape or type
             raise DataError(f"dataset.root={root}: the {name} examples are not {kind} examples "
                             f"({type(exc).__name__}: {exc})", key="dataset.root") from None
         arrays.update(pack_arrays(name, Packed.from_lists(xs, ys)))
-    atomic_save_npz(npz, **arrays)
+    save_cache_npz(npz, **arrays)
     return arrays
+
+
+def _raw(kind: str, examples: tuple[list, list]) -> tuple:
+    """(features, labels) of a user's json lists as the validator reads them: FEMNIST's are numbers,
+    Shakespeare's characters (their ids, always in range, are checked after encoding)."""
+    xs, ys = examples
+    if kind == "femnist":
+        return xs, ys
+    return np.zeros(len(xs)), np.zeros(len(ys), np.int64)
 
 
 def _femnist_encode(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray]:
@@ -102,11 +120,12 @@ def _shakespeare_encode(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load(kind, encode, root, cache_dir, train_clients, heldout_clients, zeta, seed, num_classes, **kw) -> FederatedData:
-    arrays = _cached_leaf(kind, root, cache_dir, encode)
+    arrays = _cached_leaf(kind, root, cache_dir, encode, num_classes)
     ids = [str(i) for i in arrays["ids"]]
     tr_idx, ho_idx = population_split(len(ids), train_clients, heldout_clients)
     info = kw.pop("info", {})
     info["unpaired_users_dropped"] = int(arrays["unpaired"][0])
+    info["source"] = str(Path(root).expanduser())
     return assemble(f"{kind}_leaf", ids, unpack_arrays("train", arrays), unpack_arrays("test", arrays),
                     tr_idx, ho_idx, num_classes, zeta, seed, info=info, **kw)
 

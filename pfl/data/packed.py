@@ -14,9 +14,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from pfl.config_errors import check, is_int
+from pfl.config.errors import check, is_int
 from pfl.data.federated import FederatedData, Population, Split
 from pfl.data.partition import zeta_permutations
+from pfl.data.validate import check_data
 
 
 @dataclass
@@ -131,7 +132,7 @@ def assemble(
         pops[pop] = Population([ids[i] for i in index], tr.split(), te.split())
         permuted[pop] = torch.from_numpy(mask)
         maps_out[pop] = torch.from_numpy(maps)
-    return FederatedData(
+    data = FederatedData(
         name=name,
         train=pops["train"],
         heldout=pops["heldout"],
@@ -141,3 +142,5 @@ def assemble(
         augment=augment,
         info={"zeta": zeta, "permuted": permuted, "label_maps": maps_out, **(info or {})},
     )
+    check_data(data)  # labels in range, finite features, train/test paired, someone to train (pfl.data.validate)
+    return data

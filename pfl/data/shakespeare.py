@@ -37,7 +37,7 @@ from pfl.data.download import Remote
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
 from pfl.data.transforms import token_ids
-from pfl.settings import checked, integer
+from pfl.config.settings import checked, integer
 
 TFF_URL = "https://storage.googleapis.com/tff-datasets-public/"
 # sha256 published in TFF's loader (tff.simulation.datasets.shakespeare.load_data)

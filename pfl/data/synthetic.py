@@ -24,10 +24,11 @@ import torch
 
 from typing import Annotated
 
-from pfl.config_errors import is_int
+from pfl.config.errors import is_int
 from pfl.data.federated import FederatedData, Population
 from pfl.data.partition import zeta_permutations
-from pfl.settings import checked, integer, number, relation
+from pfl.data.validate import check_data
+from pfl.config.settings import checked, integer, number, relation
 
 
 @checked("dataset")
@@ -82,7 +83,7 @@ def generated_data(xs, ys, test_fraction, train_clients, num_classes, maps, perm
     ids = [f"synthetic_{k:04d}" for k in range(len(xs))]
     y64 = lambda ys: [torch.from_numpy(a.astype(np.int64)) for a in ys]  # noqa: E731
     pop = Population.from_clients(ids, tr_x, y64(tr_y), te_x, y64(te_y))
-    return FederatedData(
+    data = FederatedData(
         name="synthetic",
         train=pop.subset(range(train_clients)),
         heldout=pop.subset(range(train_clients, len(xs))),
@@ -92,3 +93,5 @@ def generated_data(xs, ys, test_fraction, train_clients, num_classes, maps, perm
               "label_maps": {"train": torch.from_numpy(maps[:train_clients]),
                              "heldout": torch.from_numpy(maps[train_clients:])}},
     )
+    check_data(data)
+    return data

@@ -27,10 +27,10 @@ from typing import Annotated
 
 import numpy as np
 
-from pfl.config_errors import is_int
+from pfl.config.errors import is_int
 from pfl.data.federated import FederatedData
 from pfl.data.synthetic import generated_data, label_maps
-from pfl.settings import checked, integer, number, relation
+from pfl.config.settings import checked, integer, number, relation
 
 
 @checked("dataset")

@@ -42,10 +42,10 @@ import torch
 from torch import Tensor, nn
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
 from pfl.engine.checkpoint import CheckpointError
+from pfl.engine.experiment import Stage
 from pfl.engine.faults import Diverged
 from pfl.engine import names
 from pfl.engine.replicas import combine_rows, run_replicas
@@ -81,18 +81,6 @@ class _Tensors(nn.Module):
         super().__init__()
         self.global_params = global_params
         self.client_state = client_state
-
-
-@dataclass
-class Stage:
-    algorithm: Algorithm
-    server_opt: Callable  # partial torch optimizer: f(param_groups) -> Optimizer
-    rounds: int
-    name: str
-    method: str = ""  # the run's method this stage belongs to (FedAvg-FT's two stages: fedavg_ft); "": name
-
-    def __post_init__(self):
-        self.method = self.method or self.name
 
 
 class FederatedModule(pl.LightningModule):
@@ -143,7 +131,7 @@ class FederatedModule(pl.LightningModule):
         more = []
         for i, (rseed, rdata, model_params) in enumerate(replicas):
             # the server's parameters: the model's, or the algorithm's own (AFML's Gaussian encoder)
-            init = first.init_global(model_params)
+            init = first.init_population(first.init_global(model_params), len(rdata.train))
             params = nn.ParameterDict({_safe(k): nn.Parameter(v) for k, v in init.items()})
             self._names = {_safe(k): k for k in init}
             # each stage's algorithm state on the server (checkpointed)
@@ -255,10 +243,10 @@ class FederatedModule(pl.LightningModule):
             bkeys.append(rng.key(rep.seed, r, 0x5E4D).to(self.device))
             cs = rep.tensors.client_state
             states.append(None if cs is None else {self._state_names[k]: v[ids] for k, v in cs.items()})
-            servers.append(Server(self.params(i), opt, rep.server_states[si]))
+            servers.append(Server(self.params(i), opt, _on(rep.server_states[si], self.device)))
         self.model.train()
         outs = run_replicas(alg, self.local, self.backend, servers, datas, keys, bkeys, states,
-                            count_flops=stage.name not in self.flops)  # measure the stage's first round
+                            count_flops=stage.name not in self.flops, ids=cohort_ids)  # FLOPs: the stage's first round
         rows = []
         for i, (rep, server, ids, out) in enumerate(zip(self.reps, servers, cohort_ids, outs)):
             rep.server_states[si] = server.state
@@ -335,6 +323,10 @@ class FederatedModule(pl.LightningModule):
         if population == "train" and cs is not None and len(cs):
             rows = clients.to(cs[next(iter(cs))].device)
             state = {self._state_names[k]: v.detach()[rows] for k, v in cs.items()}
+        if population == "train":  # what the server addresses to each training client (broadcast_each)
+            with torch.no_grad():
+                each = alg.broadcast_each(params, clients.to(self.device))
+            state = state if each is None else {**(state or {}), **each}
         self.model.train()
         return personalize(
             alg, self.personalize_local, params, pop, clients.to(self.device),
@@ -513,6 +505,14 @@ class FederatedModule(pl.LightningModule):
                 rep.server_states = list(s["server_states"])
         if "rng" in extra:
             torch.set_rng_state(extra["rng"]["torch"])
+
+
+def _on(state, device):
+    """An algorithm's server state on the round's device: one restored from a checkpoint lies where Lightning
+    loaded it (the CPU), also when the run resumes on CUDA (tests/gpu/test_cuda_checkpoint.py)."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, state)
 
 
 class _Rounds:

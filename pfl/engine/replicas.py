@@ -39,8 +39,8 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
-from pfl.config_errors import ConfigError
-from pfl.engine.round import RoundResult, Server, finish_round, run_round
+from pfl.config.errors import ConfigError
+from pfl.engine.round import RoundResult, Server, finish_round, first_message, run_round
 from pfl.execution import Backend, _parts, _rebuild, counting_flops  # how a backend splits and rebuilds ClientData
 
 
@@ -122,17 +122,20 @@ def run_replicas(
     broadcast_keys: list[Tensor],
     client_states: list[dict | None],
     count_flops: bool = False,
+    ids: list[Tensor] | None = None,
 ) -> list[RoundResult]:
     """One round of every replica: the clients of all R cohorts in one `backend.map`, then each
     replica's own aggregate and server step. Replica r's result equals
-    `run_round(..., servers[r], datas[r], keys[r], broadcast_keys[r], client_states[r])`."""
+    `run_round(..., servers[r], datas[r], keys[r], broadcast_keys[r], client_states[r], ids=ids[r])`."""
+    ids = ids if ids is not None else [None] * len(servers)
     if len(servers) == 1:
         return [run_round(algorithm, local, backend, servers[0], datas[0], keys[0], broadcast_keys[0],
-                          client_states[0], count_flops)]
-    sents = []
-    for server, bkey in zip(servers, broadcast_keys):
+                          client_states[0], count_flops, ids=ids[0])]
+    sents, eaches = [], []
+    for server, bkey, rids in zip(servers, broadcast_keys, ids):
         with torch.no_grad():
             theta = {k: v.detach() for k, v in server.params.items()}
+            eaches.append(algorithm.broadcast_each(theta, rids))
         sents.append(algorithm.broadcast(theta, bkey, server.state))
     spec, fixed, tensors = _stack_broadcasts(sents)
     sizes = [int(k.shape[0]) for k in keys]
@@ -142,9 +145,13 @@ def run_replicas(
     stateful = client_states[0] is not None
     if stateful:
         rows["state"] = tree_map(lambda *ts: torch.cat(ts), *client_states)
+    if eaches[0] is not None:  # broadcast_each: every client's own row, the replicas' cohorts in order
+        rows["sent"] = tree_map(lambda *ts: torch.cat(ts), *eaches)
 
     def client(shared, d, k, row, loop):
         sent = _unstack(spec, fixed, tensors, row["replica"])
+        if "sent" in row:
+            sent = {**sent, **row["sent"]}
         return algorithm.client_update(local.using(loop), sent, d, k, row["state"] if stateful else None)
 
     data, all_keys = concat_clients(datas), torch.cat(keys)
@@ -156,9 +163,9 @@ def run_replicas(
     else:
         updates = backend.map(client, None, data, all_keys, rows)
     out, start = [], 0
-    for server, sent, n, state in zip(servers, sents, sizes, client_states):
+    for server, sent, each, n, state, rids in zip(servers, sents, eaches, sizes, client_states, ids):
         mine = tree_map(lambda t, a=start, b=start + n: t[a:b], updates)
-        out.append(finish_round(algorithm, server, sent, mine, n, state, flops))
+        out.append(finish_round(algorithm, server, first_message(sent, each), mine, n, state, flops, ids=rids))
         start += n
     return out
 

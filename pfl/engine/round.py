@@ -1,6 +1,6 @@
 """One communication round, as a plain function of the server and the cohort.
 
-    sent    = algorithm.broadcast(θ, key, s)
+    sent    = algorithm.broadcast(θ, key, s)    (+ algorithm.broadcast_each(θ, ids): one row per client)
     updates = backend.map(algorithm.client_update, sent, cohort)   # vmap or loop
     Δ       = algorithm.aggregate(updates, s)                      # default: weighted mean
     s       = algorithm.server_update(θ, Δ, optimizer, s, updates) # default: .grad = Δ, step
@@ -53,16 +53,36 @@ def cohort_keys(seed: int, r: int, ids: Tensor) -> Tensor:
 
 
 def client_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
-                   keys: Tensor, client_state: dict | None = None) -> ClientUpdate:
-    """Every client's `client_update` (stacked), each on the backend's step loop."""
-    return backend.map(_client_fn(algorithm, local), sent, data, keys, client_state)
+                   keys: Tensor, client_state: dict | None = None, each: dict | None = None) -> ClientUpdate:
+    """Every client's `client_update` (stacked), each on the backend's step loop. `each`: the
+    per-client rows of `broadcast_each` (None: every client receives `sent` alone)."""
+    return backend.map(_client_fn(algorithm, local, each), sent, data, keys, per_client_rows(client_state, each))
 
 
-def _client_fn(algorithm: Algorithm, local: LocalTrainer):
+def per_client_rows(client_state: dict | None, each: dict | None):
+    """What the backend maps over the clients: the state rows, joined by the per-client broadcast rows."""
+    if each is None:
+        return client_state
+    return {"sent": each, **({} if client_state is None else {"state": client_state})}
+
+
+def with_own_rows(shared, row) -> tuple:
+    """(what the client receives, its state) from the shared broadcast and its row of per_client_rows."""
+    return {**shared, **row["sent"]}, row.get("state")
+
+
+def _client_fn(algorithm: Algorithm, local: LocalTrainer, each: dict | None = None):
     def client(shared, d, k, st, loop):
+        if each is not None:
+            shared, st = with_own_rows(shared, st)
         return algorithm.client_update(local.using(loop), shared, d, k, st)
 
     return client
+
+
+def first_message(sent, each: dict | None):
+    """What one client (the first) received: the shared broadcast and its own row (for bytes)."""
+    return sent if each is None else {**sent, **{k: v[0] for k, v in each.items()}}
 
 
 def reduces_by_sum(algorithm: Algorithm) -> bool:
@@ -76,12 +96,13 @@ def reduces_by_sum(algorithm: Algorithm) -> bool:
 
 
 def _summed_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
-                    keys: Tensor, client_state: dict | None = None) -> tuple[ClientUpdate, dict]:
+                    keys: Tensor, client_state: dict | None = None,
+                    each: dict | None = None) -> tuple[ClientUpdate, dict]:
     """(updates, Δ): Δ the cohort's weighted mean, summed over this rank's clients (as they are
     computed, in the sequential backend) and then over the ranks. In `updates`, weight, metrics and
     state have every client's row; delta and extra only this rank's (sequential: the first client's),
     which is what bytes_exchanged reads (one client's share)."""
-    shard, fn = backend.shard, _client_fn(algorithm, local)
+    shard, fn = backend.shard, _client_fn(algorithm, local, each)
     running, first = {}, {}
     if backend.kind == "sequential":
         inner = fn
@@ -95,7 +116,7 @@ def _summed_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend,
             first.setdefault("delta", u.delta)
             return u._replace(delta={})
 
-    mine, own = backend.map_own(fn, sent, data, keys, client_state)
+    mine, own = backend.map_own(fn, sent, data, keys, per_client_rows(client_state, each))
     weight = mine.weight if own else torch.zeros_like(mine.weight)  # a stand-in row counts for nothing
     total = shard.sum(weight.sum()).clamp(min=1e-12)
     with torch.no_grad():
@@ -119,10 +140,13 @@ def run_round(
     broadcast_key: Tensor,
     client_state: dict | None = None,
     count_flops: bool = False,
+    ids: Tensor | None = None,
 ) -> RoundResult:
-    """Run the cohort's local training and the server step; `server` is updated in place."""
+    """Run the cohort's local training and the server step; `server` is updated in place. `ids`: the
+    cohort's training-population indices (for `broadcast_each` and `ClientUpdate.ids`; None: unknown)."""
     with torch.no_grad():
         theta = {k: v.detach() for k, v in server.params.items()}
+        each = algorithm.broadcast_each(theta, ids)
     sent = algorithm.broadcast(theta, broadcast_key, server.state)
     flops = None
     # the default aggregate: sum Δ as it comes (sequential backend, several ranks) instead of stacking it
@@ -130,8 +154,8 @@ def run_round(
 
     def compute():
         if reduce:
-            return _summed_updates(algorithm, local, backend, sent, data, keys, client_state)
-        return client_updates(algorithm, local, backend, sent, data, keys, client_state), None
+            return _summed_updates(algorithm, local, backend, sent, data, keys, client_state, each)
+        return client_updates(algorithm, local, backend, sent, data, keys, client_state, each), None
 
     if count_flops:
         with counting_flops() as total:  # per client / per chunk (pfl.execution.counting_flops: memory)
@@ -139,13 +163,18 @@ def run_round(
         flops = total[0]
     else:
         updates, delta = compute()
-    return finish_round(algorithm, server, sent, updates, int(keys.shape[0]), client_state, flops, delta)
+    return finish_round(algorithm, server, first_message(sent, each), updates, int(keys.shape[0]), client_state,
+                        flops, delta, ids)
 
 
 def finish_round(algorithm: Algorithm, server: Server, sent, updates: ClientUpdate, num: int,
-                 client_state: dict | None, flops: int | None, delta: dict | None = None) -> RoundResult:
+                 client_state: dict | None, flops: int | None, delta: dict | None = None,
+                 ids: Tensor | None = None) -> RoundResult:
     """The server's half of a round, from the cohort's stacked updates: aggregate (unless `delta`, the
-    aggregate already summed as the updates came, is given), server step, bookkeeping."""
+    aggregate already summed as the updates came, is given), server step, bookkeeping. `sent`: what one
+    client received (bytes down); `ids` become `updates.ids`."""
+    if ids is not None:
+        updates = updates._replace(ids=ids)
     with torch.no_grad():
         if delta is None:
             delta = algorithm.aggregate(updates, server.state)

@@ -4,7 +4,9 @@ For each client: the accuracy of the model it starts from on its test data
 (initial accuracy, k = 0: `algorithm.personal_model`, the server's model unless
 the client has per-client state of its own), then of the model after k = 1..K
 epochs of the algorithm's `adapt` on the client's training data (the
-personalization curve). Training clients of algorithms with per-client state
+personalization curve). Every point is scored by `algorithm.evaluate(model,
+test, train)` (default: the model's predictions; kNN-Per adds a memory of the
+client's training data). Training clients of algorithms with per-client state
 (personal heads, personal models) are evaluated with their own state rows
 (`state`); held-out clients have none (state None) and get what the
 algorithm documents for a new client.
@@ -84,12 +86,12 @@ def personalize(
     def one(p, data, k, st, loop):
         train, test = data
         trainer = local.using(loop)
-        initial, counted = trainer.evaluate(algorithm.personal_model(p, st), test)
+        initial, counted = algorithm.evaluate(trainer, algorithm.personal_model(p, st), test, train)
         correct = [initial]
         if epochs == 0:  # initial accuracy only: forward passes, no adaptation
             return torch.stack(correct), counted
-        algorithm.adapt(trainer, p, train, k, epochs, lambda e, pe: correct.append(trainer.evaluate(pe, test)[0]),
-                        state=st)
+        algorithm.adapt(trainer, p, train, k, epochs,
+                        lambda e, pe: correct.append(algorithm.evaluate(trainer, pe, test, train)[0]), state=st)
         return torch.stack(correct), counted
 
     chunk = chunk_size or len(clients)

@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
-from pfl.config_errors import is_int
-from pfl.settings import Settings, integer, number, optional, relation, setting
+from pfl.config.errors import is_int
+from pfl.config.settings import Settings, integer, number, optional, relation, setting
 
 
 def _epochs(v) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pfl.sweep_objective import MissingObjective, lookup
+from pfl.sweep.objective import MissingObjective, lookup
 
 
 @dataclass

@@ -8,7 +8,8 @@ through whatever launcher is configured (in-process, joblib, submitit) and
 tells Optuna the outcome: COMPLETE with the objective values read from the
 run's summary, PRUNED, or FAIL with the reason.
 
-- settings.py: the `sweep` node, validated, with defaults
+- objective.py: the value(s) a trial reports, read from the run's summary
+(the `sweep` node's settings, validated with defaults, are pfl.config.sweep)
 - space.py:    search space in Hydra's sweep syntax -> Optuna distributions
 - study.py:    storage, study creation, exact trial budget across workers, heartbeats
 - driver.py:   the ask / launch / tell loop the Hydra plugin runs

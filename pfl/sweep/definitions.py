@@ -1,14 +1,14 @@
 """Sweep definitions: each sweeps/NAME.yaml becomes the option NAME of the config group `sweep`.
 
 The files live at the project's top level (sweeps/, beside conf/; inside the
-package once installed, see pfl.resources), not in conf/, so they are registered in Hydra's ConfigStore (package _global_: a
+package once installed, see pfl.config.resources), not in conf/, so they are registered in Hydra's ConfigStore (package _global_: a
 definition may set any key, e.g. `hydra.sweep.dir` or a default `algorithm`).
 Select one with `python -m pfl -m +sweep=NAME`.
 """
 
 from __future__ import annotations
 
-from pfl.resources import SWEEPS_DIR
+from pfl.config.resources import SWEEPS_DIR
 
 
 def names() -> list[str]:
@@ -19,7 +19,7 @@ def register() -> None:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
-    from pfl.sweep.settings import SweepSettings
+    from pfl.config.sweep import SweepSettings
 
     cs = ConfigStore.instance()
     for name in names():

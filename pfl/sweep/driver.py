@@ -25,11 +25,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.engine.faults import Stopped
 from pfl.engine.files import write_json
+from pfl.sweep import results
 from pfl.sweep import space as sp
-from pfl.sweep.settings import SweepSettings
+from pfl.config.sweep import SweepSettings
 from pfl.sweep.study import REASON, Heartbeat, claim, default_storage, fail_stale, make_storage, open_study, requeue
 
 log = logging.getLogger("pfl.sweep")
@@ -86,6 +87,9 @@ def merged_settings(cfg, sweeper_settings: dict | None) -> SweepSettings:
         if value is not None:
             data[ALIASES.get(key, key)] = value
     data.setdefault("name", "sweep")
+    if not data.get("objectives") and cfg.get("optimized_metric"):  # lightning-hydra-template's key
+        metric = cfg.optimized_metric
+        data["objectives"] = [str(metric)] if isinstance(metric, str) else [str(m) for m in metric]
     if not data.get("objectives"):
         data["objectives"] = [names.pers(max(cfg.personalization.epochs))]
     return SweepSettings.from_cfg(data)
@@ -155,6 +159,7 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict]:
         outcomes += _run_study(sweeper, study, storage, settings, space,
                                fixed + point_overrides + job_overrides(settings), url, subdir)
         _log_best(study)
+    results.write(sweep_dir, [optuna.load_study(study_name=n, storage=storage) for n in studies])
     return outcomes
 
 
@@ -252,7 +257,7 @@ def record(study, storage, trial, ret, settings: SweepSettings, wall: float) -> 
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
 
-    from pfl.sweep_objective import MissingObjective
+    from pfl.sweep.objective import MissingObjective
 
     run_dir = None
     if ret.hydra_cfg is not None:

@@ -20,7 +20,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 
 _parser = None
 

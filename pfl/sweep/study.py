@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 
 log = logging.getLogger("pfl.sweep")
 

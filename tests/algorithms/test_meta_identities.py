@@ -133,7 +133,7 @@ def test_maml_and_fomaml_vmap_equal_sequential(opt):
 
 
 def test_bad_local_steps_is_one_line_error():
-    from pfl.config_errors import ConfigError
+    from pfl.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match="algorithm.local_steps"):
         MAML(local_steps=-1)

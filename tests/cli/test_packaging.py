@@ -61,7 +61,7 @@ def test_unpacked_wheel_runs_from_another_directory(wheel, tmp_path):
         return subprocess.run([sys.executable, *args], cwd=work, env=env, capture_output=True, text=True,
                               timeout=timeout)
 
-    where = run("-c", "import pfl, pfl.resources as r; from pfl.sweep.definitions import names; "
+    where = run("-c", "import pfl, pfl.config.resources as r; from pfl.sweep.definitions import names; "
                       "print(pfl.__file__, r.CONF_DIR, r.SWEEPS_DIR, ','.join(names()))")
     assert where.returncode == 0, where.stderr
     pkg, conf, sweeps, sweep_names = where.stdout.split()
@@ -69,6 +69,8 @@ def test_unpacked_wheel_runs_from_another_directory(wheel, tmp_path):
     assert "fedavg_e_lr" in sweep_names.split(",")
     helped = run("-m", "pfl", "--help")
     assert helped.returncode == 0 and "algorithm: " in helped.stdout, helped.stderr
+    plugins = run("-m", "pfl", "--info", "plugins")  # Hydra's scan finds the sweeper in the unpacked wheel
+    assert "PflOptunaSweeper" in plugins.stdout.split("Sweeper:")[1].split("Launcher:")[0], plugins.stderr
     swept = run("-m", "pfl", "--cfg", "job", "+sweep=fedavg_e_lr")
     assert swept.returncode == 0 and "name: fedavg_e_lr" in swept.stdout, swept.stderr
     ran = run("-m", "pfl", *TINY, "rounds=2", "algorithm=reptile", "hydra.run.dir=out")

@@ -15,7 +15,12 @@ from pfl.optim import ClientAdam, ClientSGD
 from pfl.task import Task
 from tests.helpers.engine import cohort
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+_NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def CUDA(test):
+    """Marked `cuda` (pytest -m cuda, tools/gpu_check.sh) and skipped without a GPU."""
+    return pytest.mark.cuda(_NO_GPU(test))
 
 
 def _split(sizes=(6, 9, 4), dim=5, classes=3):
@@ -106,7 +111,7 @@ def test_bf16_autocast_on_cpu_is_close_to_float32():
 ])
 def test_bad_accelerator_settings_one_line(override, words):
     from pfl.config import validate
-    from pfl.config_errors import ConfigError
+    from pfl.config.errors import ConfigError
     from tests.helpers import compose_cfg
 
     with pytest.raises(ConfigError) as exc:

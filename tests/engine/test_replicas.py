@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.report import seeds
 from pfl.run import train
 from tests.helpers import compose_cfg

@@ -142,7 +142,7 @@ def test_local_baseline_gives_beats_local_fraction(tmp_path, monkeypatch):
 
 
 def test_bad_settings_fail_with_the_key():
-    from pfl.config_errors import ConfigError
+    from pfl.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match="algorithm.variant"):
         FedMeta(variant="reptile")
@@ -163,7 +163,7 @@ class _NoHead(nn.Module):
 
 def test_afml_head_prefix_is_checked():
     from pfl.algorithms import AFML
-    from pfl.config_errors import ConfigError
+    from pfl.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match="algorithm.head"):
         AFML().init_global(Task(_NoHead()).init_params())

@@ -1,8 +1,12 @@
 """hydra-optuna-sweeper's keys work with pfl's sweeper: a YAML written for it runs unchanged, and its keys on
 the command line win over a sweep definition's (`hydra.sweeper.n_trials=3`)."""
 
+import json
+from pathlib import Path
+
 import optuna
 import pytest
+import yaml
 
 from pfl.sweep.driver import merged_settings
 from tests.helpers import REPO, compose_cfg
@@ -43,3 +47,34 @@ def test_a_yaml_written_for_hydra_optuna_sweeper_runs_unchanged(tmp_path):
     assert all(0.005 <= t.params["client_opt.lr"] <= 0.1 and t.params["algorithm.local_epochs"] in (1, 2) for t in trials)
     assert study.metric_names == ["heldout/pers_acc_2"]  # the default objective, named for optuna-dashboard
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    # hydra-optuna-sweeper's results file, and the best trial in sweep.json
+    results = yaml.safe_load((d / "optimization_results.yaml").read_text())
+    best = study.best_trial
+    assert results == {"name": "optuna", "best_params": best.params, "best_value": best.value}
+    (entry,) = json.loads((d / "sweep.json").read_text())["best"]["fedavg_lr"]
+    assert (entry["number"], entry["params"], entry["values"]) == (best.number, best.params, [best.value])
+    assert Path(entry["run_dir"]).name == f"trial_{best.number}" and (Path(entry["run_dir"]) / "summary.json").is_file()
+
+
+def test_a_lightning_hydra_template_search_runs_unchanged(tmp_path):
+    """Its layout: top-level optimized_metric, hydra.mode MULTIRUN (no -m), the upstream sweeper's _target_,
+    a sampler with _target_, tag(log, interval(...)) and range(...)."""
+    d = tmp_path / "sweep"
+    rc, out = pfl("--config-dir", str(REPO / "tests" / "sweep" / "configs"), "+hparams_search=lht_fedavg",
+                  *TINY, f"hydra.sweep.dir={d}")
+    assert rc == 0, out[-3000:]
+    study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{d / 'optuna.db'}")
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 2
+    assert study.metric_names == ["heldout/pers_acc_2"]  # optimized_metric
+    assert all(t.params["algorithm.local_epochs"] in (1, 2) for t in study.get_trials())
+    results = yaml.safe_load((d / "optimization_results.yaml").read_text())
+    assert results["best_value"] == study.best_value and results["best_params"] == study.best_params
+
+
+def test_a_multi_objective_hydra_optuna_sweeper_yaml_composes():
+    where = (REPO / "tests" / "sweep" / "configs").as_uri()
+    cfg = compose_cfg([f"hydra.searchpath=[{where}]", "experiment=hos_two_objectives"], return_hydra_config=True)
+    s = merged_settings(cfg, _sweeper_keys(cfg))
+    assert (s.name, s.directions, s.n_trials) == ("two-objectives", ["maximize", "maximize"], 20)
+    assert s.objectives == ["heldout/pers_acc_2", "heldout/pers_acc_1"]
+    assert s.sampler == {"_target_": "optuna.samplers.NSGAIISampler", "seed": 123}

@@ -10,10 +10,10 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from pfl.config_errors import ConfigError
+from pfl.config.errors import ConfigError
 from pfl.report.pareto import pareto_front
 from pfl.sweep import space as sp
-from pfl.sweep.settings import SweepSettings
+from pfl.config.sweep import SweepSettings
 from pfl.sweep.study import HEARTBEAT, STALE, claim, counted, fail_stale, make_storage, open_study, within_budget
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -219,7 +219,7 @@ def test_sweep_loop_batches_and_budget_without_training(tmp_path):
 
 def test_sweep_loop_failure_paths(tmp_path):
     from pfl.sweep.driver import run_sweep
-    from pfl.sweep_objective import MissingObjective
+    from pfl.sweep.objective import MissingObjective
 
     def answer(p):
         x = float(p["x"])

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from pfl.config_errors import ConfigError, check, is_int, is_number
+from pfl.config.errors import ConfigError, check, is_int, is_number
 
 DIRECTIONS = ("maximize", "minimize")
 

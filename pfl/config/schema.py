@@ -10,7 +10,7 @@
   it reads the targets named in conf/, so a new option (or a copy under a new name)
   needs no other edit.
 - `validate` checks every value against the `setting(...)` rules of its class
-  (pfl.settings) and names the real config path (`stages.1.algorithm.local_steps`).
+  (pfl.config.settings) and names the real config path (`stages.1.algorithm.local_steps`).
 - An algorithm's name is its option (`algorithm=reptile` -> "reptile"): `algorithm_name`.
 """
 
@@ -27,12 +27,12 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from pfl.config_errors import ConfigError, UnknownSetting, check, is_int, is_number
+from pfl.config.errors import ConfigError, UnknownSetting, check, is_int, is_number
 from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import BACKENDS  # defined once, beside the backends
-from pfl.resources import CONF_DIR, SWEEPS_DIR
-from pfl.settings import boolean, check_values, integer, locate, number, one_of, optional, schema, setting, validate_node
-from pfl.sweep.settings import SweepSettings
+from pfl.config.resources import CONF_DIR, SWEEPS_DIR
+from pfl.config.settings import boolean, check_values, integer, locate, number, one_of, optional, schema, setting, validate_node
+from pfl.config.sweep import SweepSettings
 
 
 def _device_ok(v) -> bool:
@@ -80,7 +80,7 @@ TRAINER_OWNED = {
 
 
 def trainer_settings(cfg: DictConfig) -> dict:
-    """`trainer.*` for pl.Trainer, without the distribution keys (pfl.run._distribution) and unset values."""
+    """`trainer.*` for pl.Trainer, without the distribution keys (pfl.config.experiment.trainer_plan) and unset values."""
     t = _plain(cfg.get("trainer")) or {}
     return {k: v for k, v in t.items() if k not in ("devices", "num_nodes", "strategy") and v is not None}
 
@@ -129,7 +129,7 @@ class Config:
     server_opt: Any = MISSING
     client_opt: Any = MISSING
     logger: Any = MISSING
-    seed: int = 0
+    seed: int = setting(0, integer(ge=0, le=2**32 - 1, note="the seed generators accept"))
     replicas: int = setting(1, integer(ge=1, note="independently seeded copies (seeds seed..seed+R-1) in one run"))
     rounds: int = setting(100, integer(ge=1))
     clients_per_round: int = setting(10, integer(ge=1))
@@ -138,6 +138,7 @@ class Config:
     checkpoint_every: int = setting(10, integer(ge=0, note="0: only at the end"))
     resume: Any = setting(False, check=lambda v: v in (True, False, "auto"),
                           allowed="true (continue the run in hydra.run.dir), false or auto (continue if there is a checkpoint, else start)")
+    overwrite: bool = setting(False, boolean())  # a new run may replace the run already in hydra.run.dir
     init_from: Optional[str] = setting(None, check=lambda v: v is None or Path(v).exists(),
                                        allowed="null or an existing run directory / checkpoint file to start from")
     device: str = setting("auto", check=_device_ok, allowed="auto, cpu, cuda, cuda:N or mps")
@@ -148,8 +149,11 @@ class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     # an Optuna sweep (python -m pfl -m +sweep=NAME): untyped here, so that the sweeper can create the node in a
-    # trial's job (`++sweep={...}`, also where the config has none); validate() checks it (pfl.sweep.settings)
+    # trial's job (`++sweep={...}`, also where the config has none); validate() checks it (pfl.config.sweep)
     sweep: Optional[Any] = None
+    # lightning-hydra-template's key: the metric an Optuna sweep optimizes (a metric name such as
+    # heldout/pers_acc_5 or a dotted path into summary.json; a list for several objectives); sweep.objectives wins
+    optimized_metric: Optional[Any] = None
 
 
 # -- schemas of the group options -------------------------------------------------
@@ -164,7 +168,7 @@ def _model_args_from_data() -> tuple[str, ...]:
 GROUP_SCHEMA = {
     "model": (_model_args_from_data, {}),
     "dataset": (lambda: (), {"name": str}),
-    "logger": (lambda: ("cfg", "run_dir", "resume_round", "save_dir"), {}),
+    "logger": (lambda: ("run", "run_dir", "resume_round", "save_dir"), {}),
 }
 
 
@@ -287,12 +291,15 @@ def validate(cfg: DictConfig) -> None:
                                      f"the keys of {path[:-1]} are listed by `python -m pfl --cfg job -p {path[:-1]}`"
                                      if path else "the top-level keys are listed by `python -m pfl --cfg job`")
     top = {k: _plain(cfg.get(k)) for k in ("seed", "replicas", "rounds", "clients_per_round", "zeta", "eval_every",
-                                            "checkpoint_every", "resume", "init_from", "device")}
+                                            "checkpoint_every", "resume", "overwrite", "init_from", "device")}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     _check_replicas(cfg)
     if cfg.get("sweep") is not None:
-        SweepSettings.from_cfg(cfg.sweep)  # one line for a misspelt key or a bad value
+        from pfl.sweep.objective import check_objectives
+
+        # one line for a misspelt key or a bad value; an objective that no trial can produce: refused before the first
+        check_objectives(cfg, SweepSettings.from_cfg(cfg.sweep).objectives)
     if cfg.get("trainer") is not None:
         _check_trainer(_plain(cfg.trainer))
         check_values(TrainerConfig, {k: v for k, v in _plain(cfg.trainer).items()

@@ -24,7 +24,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from pfl.config_errors import ConfigError, UnknownSetting, is_int, is_number
+from pfl.config.errors import ConfigError, UnknownSetting, is_int, is_number
 
 EMPTY = inspect.Parameter.empty
 REQUIRED = "???"  # OmegaConf's MISSING: the YAML must set it

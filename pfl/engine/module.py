@@ -90,7 +90,7 @@ class FederatedModule(pl.LightningModule):
         self.on_evaluation = on_evaluation
         self.interrupt_check: Callable[[], None] | None = None  # raises to stop (a signal); called between client chunks
         self.total_rounds = sum(s.rounds for s in stages)
-        # epochs an algorithm reports at (FedAvg-FT's K) join the requested ones
+        # epochs an algorithm reports at (the local-only baseline's) join the requested ones
         extra = [k for s in stages for k in s.algorithm.report_epochs]
         self.report_epochs = personalization.report_epochs(extra)
         self.curve_epochs = personalization.curve_length(extra)

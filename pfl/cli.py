@@ -139,25 +139,41 @@ def precheck(args: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from pfl.config import register, validate
+    from pfl import stage_overrides
+    from pfl.schema_cache import register
 
     jobs = _plain_overrides(args)
     if jobs is None:
         return None
-    register()
+    register()  # the schemas, from the cache when it has them: a composition error costs no torch import
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            for overrides in jobs:
+            composed = []
+            for overrides in jobs:  # every job composes first ...
                 try:
-                    validate(compose("config", overrides=overrides))
+                    composed.append(compose("config", overrides=overrides))
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
-                    where = f" (in the sweep's job with {' '.join(which)})" if len(jobs) > 1 and which else ""
-                    return explain(exc, _keys_of(compose, overrides)) + where
+                    return _job_error(exc, compose, overrides, len(jobs))
+                ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
+                if ignored:
+                    return ignored
+            from pfl.config import validate  # ... then the values are checked (imports the targets)
+
+            for overrides, cfg in zip(jobs, composed):
+                try:
+                    validate(cfg)
+                except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+                    return _job_error(exc, compose, overrides, len(jobs))
     finally:
         GlobalHydra.instance().clear()
     return None
+
+
+def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int) -> str:
+    which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
+    where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
+    return explain(exc, _keys_of(compose, overrides)) + where
 
 
 def output_dir_problem(args: list[str]) -> str | None:
@@ -232,6 +248,8 @@ def main() -> None:
     from pfl.hydra_plugin import ensure_registered
 
     ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
+    if _fast_help(args):
+        return
     try:
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
@@ -257,6 +275,22 @@ def main() -> None:
 
         print(unexpected(exc), file=sys.stderr)
         sys.exit(1)
+
+
+def _fast_help(args: list[str]) -> bool:
+    """`--help` with overrides: printed from one composition (pfl.cli_help); False: left to Hydra."""
+    from pfl.cli_help import app_help, fast_help_applies
+    from pfl.schema_cache import register
+
+    if not fast_help_applies(args):
+        return False
+    register()
+    try:
+        text = app_help(args, CONF_DIR, _groups())
+    except Exception:  # noqa: BLE001 - a bad override: Hydra's help reports it as before
+        return False
+    print(text)
+    return True
 
 
 def _claimed_main(args: list[str]) -> None:
@@ -299,9 +333,9 @@ def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from pfl.config import register
+    from pfl.schema_cache import register
 
-    register()
+    register()  # from the cache when it has them: --help, --cfg, --info and completion import no torch
 
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def app(cfg: DictConfig):

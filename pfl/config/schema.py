@@ -80,7 +80,7 @@ TRAINER_OWNED = {
 
 
 def trainer_settings(cfg: DictConfig) -> dict:
-    """`trainer.*` for pl.Trainer, without the distribution keys (pfl.run._distribution) and unset values."""
+    """`trainer.*` for pl.Trainer, without the distribution keys (pfl.config.experiment.trainer_plan) and unset values."""
     t = _plain(cfg.get("trainer")) or {}
     return {k: v for k, v in t.items() if k not in ("devices", "num_nodes", "strategy") and v is not None}
 
@@ -168,7 +168,7 @@ def _model_args_from_data() -> tuple[str, ...]:
 GROUP_SCHEMA = {
     "model": (_model_args_from_data, {}),
     "dataset": (lambda: (), {"name": str}),
-    "logger": (lambda: ("cfg", "run_dir", "resume_round", "save_dir"), {}),
+    "logger": (lambda: ("run", "run_dir", "resume_round", "save_dir"), {}),
 }
 
 

@@ -1,6 +1,6 @@
 """A resume's checkpoint against the run it should continue, before any file is touched.
 
-`check_resume(ckpt, module, cfg)` refuses, with one line (`CheckpointError`, exit 2):
+`check_resume(ckpt, module, config)` (the run's resolved configuration) refuses, with one line (`CheckpointError`, exit 2):
 
 - tensors that do not match the model the configuration builds: a key missing from the checkpoint or
   from the model, or a tensor of another shape (each named);
@@ -19,19 +19,19 @@ from pfl.engine.checkpoint import CheckpointError
 MAX_NAMED = 3
 
 
-def check_resume(ckpt: dict, module, cfg, path) -> int:
+def check_resume(ckpt: dict, module, config: dict, path) -> int:
     """The checkpoint's round, after the checks above; `path` is the checkpoint file (for messages)."""
     state = ckpt["state_dict"]
     rnd = int(state["round"])
     _check_tensors(state, module.state_dict(), path)
     if rnd > module.total_rounds:
-        key = "rounds" if cfg.get("stages") is None else "the stages' rounds"
+        key = "rounds" if config.get("stages") is None else "the stages' rounds"
         raise CheckpointError("resume", path, f"resume: {path} is at round {rnd}, but {key} add up to "
                               f"{module.total_rounds}; give at least {rnd} rounds to continue it (a summary of fewer "
                               "rounds than the model was trained for would be wrong)")
     saved = (ckpt.get("pfl_config") or {}).get("stages")
-    if saved and cfg.get("stages") is not None:
-        _check_stages([int(s["rounds"]) for s in saved], [int(s.rounds) for s in cfg.stages], rnd, path)
+    if saved and config.get("stages") is not None:
+        _check_stages([int(s["rounds"]) for s in saved], [int(s["rounds"]) for s in config["stages"]], rnd, path)
     return rnd
 
 

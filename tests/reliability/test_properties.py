@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ from tests.reliability.fuzz import (NUMBERS, TRIED, check_outcome, cli_value, h5
 # no shrinking: a case costs up to a second of CPU, and the failing case is printed as generated
 FAST = settings(max_examples=3, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
-SOAK = settings(max_examples=150, deadline=None, database=None, phases=[Phase.generate],
+SOAK = settings(max_examples=int(os.environ.get("PFL_SOAK_EXAMPLES", "150")), deadline=None, database=None, phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
 
 LEAF = DATA_FREE + ["dataset=femnist_leaf", "dataset.train_clients=3", "model=mlp", "rounds=1", "eval_every=1",
@@ -156,7 +157,7 @@ def test_soak_h5(spec):
 
 
 @pytest.mark.slow
-@settings(SOAK, max_examples=40)
+@settings(SOAK, max_examples=max(1, SOAK.max_examples // 4))
 @given(**RESUME)
 def test_soak_state_on_resume(finished, target, frac, junk):
     prop_resume(finished, target, frac, junk)

@@ -276,10 +276,10 @@ def main() -> None:
     from pfl.engine.faults import Stopped
     from pfl.hydra_plugin import ensure_registered
 
-    ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
-    if _fast_help(args):
-        return
     try:
+        ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
+        if _fast_help(args):
+            return
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
             problem = output_dir_problem(args)
@@ -287,7 +287,7 @@ def main() -> None:
             print(problem, file=sys.stderr)
             sys.exit(2)
         _claimed_main(args)
-    except Stopped as exc:  # SIGTERM / SIGINT while training (pfl.engine.faults)
+    except Stopped as exc:  # SIGTERM / SIGINT / SIGHUP while training (pfl.engine.faults)
         print(stopped_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume

@@ -76,7 +76,19 @@ class _Layer(torch.autograd.Function):
 
 def layer(x: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor) -> Tensor:
     """Hidden states [T, B, H] from time-major x [T, B, in] (gates i, f, g, o; zero initial state)."""
+    if torch._C._functorch.get_interpreter_stack() is None and not (
+            torch.is_grad_enabled() and any(t.requires_grad for t in (x, w_ih, w_hh, bias))):
+        return _inference(x.contiguous(), w_ih, w_hh, bias)  # no gradient wanted: no workspace kept
     return _Layer.apply(x.contiguous(), w_ih, w_hh, bias)[0]
+
+
+def _inference(x: Tensor, w_ih: Tensor, w_hh: Tensor, bias: Tensor) -> Tensor:
+    hidden = w_hh.shape[1]
+    zeros = x.new_zeros(x.shape[1], hidden)
+    rev, sizes, mode, h, layers, has_b, bi, bf, _ = _args(hidden)
+    with torch.no_grad():
+        return _FWD(x, w_ih, w_hh, bias, torch.zeros_like(bias), zeros, zeros, rev, sizes, mode, h, layers, has_b,
+                    bi, bf, False)[0]
 
 
 def _matmul_flops(steps: int, batch: int, inp: int, hidden: int) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -138,25 +139,41 @@ def precheck(args: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from pfl.config import register, validate
+    from pfl import stage_overrides
+    from pfl.schema_cache import register
 
     jobs = _plain_overrides(args)
     if jobs is None:
         return None
-    register()
+    register()  # the schemas, from the cache when it has them: a composition error costs no torch import
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            for overrides in jobs:
+            composed = []
+            for overrides in jobs:  # every job composes first ...
                 try:
-                    validate(compose("config", overrides=overrides))
+                    composed.append(compose("config", overrides=overrides))
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
-                    where = f" (in the sweep's job with {' '.join(which)})" if len(jobs) > 1 and which else ""
-                    return explain(exc, _keys_of(compose, overrides)) + where
+                    return _job_error(exc, compose, overrides, len(jobs))
+                ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
+                if ignored:
+                    return ignored
+            from pfl.config import validate  # ... then the values are checked (imports the targets)
+
+            for overrides, cfg in zip(jobs, composed):
+                try:
+                    validate(cfg)
+                except Exception as exc:  # noqa: BLE001 - every failure becomes one line
+                    return _job_error(exc, compose, overrides, len(jobs))
     finally:
         GlobalHydra.instance().clear()
     return None
+
+
+def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int) -> str:
+    which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
+    where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
+    return explain(exc, _keys_of(compose, overrides)) + where
 
 
 def output_dir_problem(args: list[str]) -> str | None:
@@ -174,6 +191,7 @@ def output_dir_problem(args: list[str]) -> str | None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     try:
+        _no_loop_no_full_disk(path, existing)
         if not existing.is_dir():
             raise NotADirectoryError(f"{existing} is a file")
         if path.exists() and not path.is_dir():
@@ -184,6 +202,27 @@ def output_dir_problem(args: list[str]) -> str | None:
         reason = exc.strerror or str(exc)
         return f"error: {key}={given} cannot be written ({reason}: {existing}); choose a writable folder, e.g. {key}=/tmp/run"
     return None
+
+
+MIN_FREE_BYTES = 1 << 20  # less than this on the output folder's disk: Hydra's own first files would not fit
+
+
+def _no_loop_no_full_disk(path: Path, existing: Path) -> None:
+    """OSError for a folder inside a symlink loop, or on a disk with (almost) no free space."""
+    import errno
+    import shutil
+
+    for p in (path, *path.parents):
+        try:
+            os.stat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # ELOOP: a symlink loop; ENOTDIR: a file on the way (reported below)
+            if exc.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, "a symlink loop") from None
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise OSError(errno.ENOSPC, f"no space left on the device, {free} bytes free")
 
 
 def version() -> str:
@@ -209,6 +248,8 @@ def main() -> None:
     from pfl.hydra_plugin import ensure_registered
 
     ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
+    if _fast_help(args):
+        return
     try:
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
@@ -223,6 +264,33 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
         print("stopped (Ctrl-C) before training started", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence (pfl.engine.last_resort)
+        from pfl.config.errors import ConfigError
+        from pfl.engine.faults import RunFailure
+        from pfl.engine.last_resort import unexpected
+
+        if isinstance(exc, (ConfigError, RunFailure)):  # a job of a multirun: its own line and status
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2 if isinstance(exc, ConfigError) else exc.exit_code)
+
+        print(unexpected(exc), file=sys.stderr)
+        sys.exit(1)
+
+
+def _fast_help(args: list[str]) -> bool:
+    """`--help` with overrides: printed from one composition (pfl.cli_help); False: left to Hydra."""
+    from pfl.cli_help import app_help, fast_help_applies
+    from pfl.schema_cache import register
+
+    if not fast_help_applies(args):
+        return False
+    register()
+    try:
+        text = app_help(args, CONF_DIR, _groups())
+    except Exception:  # noqa: BLE001 - a bad override: Hydra's help reports it as before
+        return False
+    print(text)
+    return True
 
 
 def _claimed_main(args: list[str]) -> None:
@@ -236,8 +304,16 @@ def _claimed_main(args: list[str]) -> None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    with held:
-        _hydra_main()
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own failures (e.g. saving .hydra/) reach main(), not a traceback
+    try:
+        with held:
+            _hydra_main()
+    finally:
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
 
 
 def stopped_line(exc, args: list[str]) -> str:
@@ -257,9 +333,9 @@ def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from pfl.config import register
+    from pfl.schema_cache import register
 
-    register()
+    register()  # from the cache when it has them: --help, --cfg, --info and completion import no torch
 
     @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
     def app(cfg: DictConfig):
@@ -286,6 +362,13 @@ def _hydra_main() -> None:
                 raise
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - unforeseen: one line, the traceback into pfl.log
+            if _multirun():
+                raise
+            from pfl.engine.last_resort import unexpected
+
+            print(unexpected(exc), file=sys.stderr)
+            sys.exit(1)
         from pytorch_lightning.utilities import rank_zero_only
 
         if rank_zero_only.rank == 0:  # one process of a distributed run reports

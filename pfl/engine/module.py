@@ -42,10 +42,10 @@ import torch
 from torch import Tensor, nn
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
 from pfl.engine.checkpoint import CheckpointError
+from pfl.engine.experiment import Stage
 from pfl.engine.faults import Diverged
 from pfl.engine import names
 from pfl.engine.replicas import combine_rows, run_replicas
@@ -81,14 +81,6 @@ class _Tensors(nn.Module):
         super().__init__()
         self.global_params = global_params
         self.client_state = client_state
-
-
-@dataclass
-class Stage:
-    algorithm: Algorithm
-    server_opt: Callable  # partial torch optimizer: f(param_groups) -> Optimizer
-    rounds: int
-    name: str
 
 
 class FederatedModule(pl.LightningModule):

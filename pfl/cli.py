@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -239,6 +240,7 @@ def output_dir_problem(args: list[str]) -> str | None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     try:
+        _no_loop_no_full_disk(path, existing)
         if not existing.is_dir():
             raise NotADirectoryError(f"{existing} is a file")
         if path.exists() and not path.is_dir():
@@ -249,6 +251,27 @@ def output_dir_problem(args: list[str]) -> str | None:
         reason = exc.strerror or str(exc)
         return f"error: {key}={given} cannot be written ({reason}: {existing}); choose a writable folder, e.g. {key}=/tmp/run"
     return None
+
+
+MIN_FREE_BYTES = 1 << 20  # less than this on the output folder's disk: Hydra's own first files would not fit
+
+
+def _no_loop_no_full_disk(path: Path, existing: Path) -> None:
+    """OSError for a folder inside a symlink loop, or on a disk with (almost) no free space."""
+    import errno
+    import shutil
+
+    for p in (path, *path.parents):
+        try:
+            os.stat(p)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # ELOOP: a symlink loop; ENOTDIR: a file on the way (reported below)
+            if exc.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, "a symlink loop") from None
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        raise OSError(errno.ENOSPC, f"no space left on the device, {free} bytes free")
 
 
 def version() -> str:
@@ -290,6 +313,17 @@ def main() -> None:
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
         print("stopped (Ctrl-C) before training started", file=sys.stderr)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence (pfl.engine.last_resort)
+        from pfl.config.errors import ConfigError
+        from pfl.engine.faults import RunFailure
+        from pfl.engine.last_resort import unexpected
+
+        if isinstance(exc, (ConfigError, RunFailure)):  # a job of a multirun: its own line and status
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2 if isinstance(exc, ConfigError) else exc.exit_code)
+
+        print(unexpected(exc), file=sys.stderr)
+        sys.exit(1)
 
 
 def _fast_help(args: list[str]) -> bool:
@@ -319,8 +353,16 @@ def _claimed_main(args: list[str]) -> None:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    with held:
-        _hydra_main()
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own failures (e.g. saving .hydra/) reach main(), not a traceback
+    try:
+        with held:
+            _hydra_main()
+    finally:
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
 
 
 def stopped_line(exc, args: list[str]) -> str:
@@ -369,6 +411,13 @@ def _hydra_main() -> None:
                 raise
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - unforeseen: one line, the traceback into pfl.log
+            if _multirun():
+                raise
+            from pfl.engine.last_resort import unexpected
+
+            print(unexpected(exc), file=sys.stderr)
+            sys.exit(1)
         from pytorch_lightning.utilities import rank_zero_only
 
         if rank_zero_only.rank == 0:  # one process of a distributed run reports

@@ -7,6 +7,7 @@ loop or vectorized over a cohort with vmap.
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import torch
@@ -45,6 +46,8 @@ class Task:
         self.ignore_index = ignore_index
         self.augment = augment  # training-time augmentation of stored inputs (x, key) -> x
         self.buffers = {k: v for k, v in model.named_buffers()}
+        #: models whose forward takes `mask` (batch normalization over real examples) get the batch's mask
+        self.takes_mask = "mask" in inspect.signature(model.forward).parameters
         if str(precision) not in {str(k) for k in AUTOCAST}:
             raise ValueError(f"trainer.precision={precision!r}: expected one of 32-true, bf16-mixed, 16-mixed")
         self.autocast = AUTOCAST[None if precision is None else str(precision)]
@@ -52,13 +55,15 @@ class Task:
     def init_params(self) -> Params:
         return {k: v.detach().clone() for k, v in self.model.named_parameters()}
 
-    def logits(self, params: Params, x: Tensor, key: Tensor | None = None) -> Tensor:
+    def logits(self, params: Params, x: Tensor, key: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        """The model's logits; `mask` (the batch's real examples) reaches models that take one."""
         if self.input_transform is not None:
             x = self.input_transform(x)
+        kwargs = {"key": key, "mask": mask} if self.takes_mask else {"key": key}
         if self.autocast is None:
-            return functional_call(self.model, (params, self.buffers), (x,), {"key": key})
+            return functional_call(self.model, (params, self.buffers), (x,), kwargs)
         with torch.autocast(device_type=x.device.type, dtype=self.autocast):
-            out = functional_call(self.model, (params, self.buffers), (x,), {"key": key})
+            out = functional_call(self.model, (params, self.buffers), (x,), kwargs)
         return out.float()  # losses and argmax in float32
 
     def _counted(self, y: Tensor, mask: Tensor) -> Tensor:
@@ -74,7 +79,7 @@ class Task:
 
     def loss(self, params: Params, x: Tensor, y: Tensor, mask: Tensor, key: Tensor | None = None) -> Tensor:
         """Mean cross-entropy over counted positions of the examples where mask is True."""
-        return self.loss_from_logits(self.logits(params, x, key), y, mask)
+        return self.loss_from_logits(self.logits(params, x, key, mask), y, mask)
 
     def loss_from_logits(self, logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
         """`loss` for logits computed elsewhere (e.g. a head applied to features)."""
@@ -84,5 +89,5 @@ class Task:
     def correct(self, params: Params, x: Tensor, y: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """(number correct, number counted) over the masked examples, no dropout."""
         m = self._counted(y, mask)
-        pred = self.logits(params, x, None).argmax(-1)
+        pred = self.logits(params, x, None, mask).argmax(-1)
         return ((pred == y) & m).sum(), m.sum()

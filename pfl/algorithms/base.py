@@ -163,7 +163,8 @@ class Algorithm(Settings):
         algorithms). Default: the server's model, `model_params(params)`."""
         return self.model_params(params)
 
-    def evaluate(self, local: LocalTrainer, model: Params, test: ClientData, train: ClientData) -> tuple[Tensor, Tensor]:
+    def evaluate(self, local: LocalTrainer, model: Params, test: ClientData,
+                 train: ClientData) -> tuple[Tensor, Tensor]:
         """(correct, counted) of a client's model on its test data, at every point of the personalization
         curve. `train` is the client's training data (for a prediction that reads it, e.g. a kNN memory).
         Default: the model's own predictions."""

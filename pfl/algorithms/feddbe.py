@@ -83,7 +83,7 @@ class FedDBE(Algorithm):
 
         def loss(p, running, x, y, mask, key):
             body, head = hs.split({k: v for k, v in p.items() if k != PRBM})
-            z = hs.features(body, x, key)
+            z = hs.features(body, x, key, mask)
             running = (1 - self.momentum) * running + self.momentum * masked_mean(z, mask)
             ce = task.loss_from_logits(hs.logits(head, z + p[PRBM] * ready), y, mask)
             mr = 0.5 * ((running - consensus) ** 2).mean()

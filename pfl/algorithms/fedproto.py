@@ -59,6 +59,22 @@ def average_prototypes(protos: Tensor, counts: Tensor, weighting: str) -> tuple[
     return mean, total > 0
 
 
+def aligned_loss(local, head: str, lam: float, protos: Tensor, present: Tensor):
+    """Eq. (8): the task loss plus λ · the squared distance of each feature to its class's prototype
+    (classes with a prototype only; a mean over the counted positions and the d feature dimensions)."""
+    hs = HeadSplit(local.task, head)
+
+    def fn(params, x, y, mask, key):
+        z = hs.features(params, x, key)
+        value = local.task.loss_from_logits(hs.logits(hs.split(params)[1], z), y, mask)
+        counted = local.task._counted(y, mask).reshape(-1)
+        yf = y.reshape(-1).clamp(min=0)
+        dist = ((z.reshape(-1, z.shape[-1]) - protos[yf]) ** 2).mean(-1) * (counted & present[yf])
+        return value + lam * dist.sum() / counted.sum().clamp(min=1)
+
+    return fn
+
+
 @dataclass
 class FedProto(Algorithm):
     local_epochs: int = setting(1, integer(ge=1))  # E
@@ -81,18 +97,7 @@ class FedProto(Algorithm):
         return {MEAN: global_params[MEAN], PRESENT: global_params[COUNT] > 0}
 
     def loss(self, local, protos: Tensor, present: Tensor):
-        """Eq. (8): the task loss plus λ · the squared distance of each feature to its class's prototype."""
-        hs = HeadSplit(local.task, self.head)
-
-        def fn(params, x, y, mask, key):
-            z = hs.features(params, x, key)
-            value = local.task.loss_from_logits(hs.logits(hs.split(params)[1], z), y, mask)
-            counted = local.task._counted(y, mask).reshape(-1)
-            yf = y.reshape(-1).clamp(min=0)
-            dist = ((z.reshape(-1, z.shape[-1]) - protos[yf]) ** 2).mean(-1) * (counted & present[yf])
-            return value + self.lam * dist.sum() / counted.sum().clamp(min=1)
-
-        return fn
+        return aligned_loss(local, self.head, self.lam, protos, present)
 
     def client_update(self, local, sent, data, key, state=None):
         steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731

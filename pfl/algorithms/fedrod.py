@@ -74,7 +74,7 @@ class FedRoD(Algorithm):
 
         def loss(p, x, y, mask, key):
             body, generic = hs.split({k: v for k, v in p.items() if not k.startswith(MINE)})
-            z = hs.features(body, x, key)
+            z = hs.features(body, x, key, mask)
             g = hs.logits(generic, z)
             bsm = balanced_softmax_loss(task, g, log_counts, y, mask)
             h = hs.logits({k[len(MINE):]: v for k, v in p.items() if k.startswith(MINE)}, z.detach())

@@ -42,15 +42,16 @@ class HeadSplit:
         head = {k: v for k, v in params.items() if self.is_head(k)}
         return enc, head
 
-    def features(self, encoder: Params, x: Tensor, key: Tensor | None) -> Tensor:
-        """z = f(x): the head's input under the encoder parameters `encoder`."""
+    def features(self, encoder: Params, x: Tensor, key: Tensor | None, mask: Tensor | None = None) -> Tensor:
+        """z = f(x): the head's input under the encoder parameters `encoder` (`mask`: the batch's real
+        examples, for models that normalize over them)."""
 
         def stop(_module, args):
             raise _Stop(args[0])
 
         handle = self.module.register_forward_pre_hook(stop)
         try:
-            self.task.logits(encoder, x, key)
+            self.task.logits(encoder, x, key, mask)
         except _Stop as s:
             return s.z
         finally:

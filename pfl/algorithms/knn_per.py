@@ -20,7 +20,7 @@ personalization curve with it); `adapt` takes no step, so the curve is flat:
 Pers.k = the initial accuracy for every k. Held-out clients build their memory
 the same way (kNN-Per needs nothing of a new client but its data).
 
-Defaults: k = 10 neighbours and the Euclidean feature distance follow the paper;
+Defaults: k = 10 neighbours and the Euclidean feature distance (the paper's setup as we read it);
 the paper tunes λ per client on local validation data, here one λ for every
 client (`lam`, 0.5: our choice); σ = 1 (the paper fixes no value: our choice).
 Bytes: FedAvg's (the memory never leaves the client). Sequence tasks store one

@@ -20,14 +20,18 @@ head weight 0) stays so forever, and then θ_i = b for every client and
 b ← b - α · mean_i Δθ_i: one global model trained by Reptile(K) with server SGD
 (lr α), which tests/algorithms/test_pfedhn.py checks.
 
-Defaults (the paper, Sec. 5 / App.): K = 50 inner steps; H = 100, 3 hidden layers;
-embedding dimension 1 + N/4 (N training clients); the hypernetwork's optimizer
+Defaults (the paper, Sec. 5 / App., as we read it): K = 50 inner steps; H = 100, 3 hidden
+layers; embedding dimension 1 + N/4 (N training clients; the authors' code); the hypernetwork's optimizer
 SGD(lr 0.01, momentum 0.9, weight decay 1e-3) — it is part of this algorithm,
 so `server_opt` is not used. The paper's inner optimizer (SGD lr 5e-3, momentum
 0.9) is `client_opt`. Our choice (the paper fixes none): the heads start at
 W = 0 and b = the model's initialization, so every client's first model is the
 model's own initial one; the MLP and embeddings start as torch's Linear / N(0, 1),
 drawn from a generator seeded by the model's initial parameters (the run's seed).
+
+Size: the heads hold H × (the model's parameter count) numbers (H = 100: a hundred models,
+plus the optimizer's momentum), so pFedHN suits small target models (the paper's LeNet-size
+CNNs), not the larger CNNs here.
 
 Bytes: θ_i down, Δθ_i up (one model each way; φ never travels). Personalization:
 a training client starts from its θ_i = h(v_i) and fine-tunes it locally; a
@@ -60,7 +64,8 @@ def _generator(params: Params) -> torch.Generator:
 
 def _linear(fan_in: int, fan_out: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
     bound = fan_in ** -0.5  # torch's nn.Linear initialization
-    return (torch.rand(fan_out, fan_in, generator=g) * 2 - 1) * bound, (torch.rand(fan_out, generator=g) * 2 - 1) * bound
+    weight = (torch.rand(fan_out, fan_in, generator=g) * 2 - 1) * bound
+    return weight, (torch.rand(fan_out, generator=g) * 2 - 1) * bound
 
 
 @dataclass
@@ -87,7 +92,8 @@ class PFedHN(Algorithm):
         e = self.embed_dim or 1 + num_clients // 4
         g = _generator(global_params)
         w, b = _linear(e, self.hidden, g)
-        return {EMBED: torch.randn(num_clients, e, generator=g), **global_params, f"{MLP}0.weight": w, f"{MLP}0.bias": b}
+        embed = torch.randn(num_clients, e, generator=g)
+        return {EMBED: embed, **global_params, f"{MLP}0.weight": w, f"{MLP}0.bias": b}
 
     def server_optimizer(self, param_groups, configured):
         return torch.optim.SGD(param_groups, lr=self.hn_lr, momentum=self.hn_momentum,

@@ -49,7 +49,9 @@ class RoundTimer(pl.Callback):
         if not self.result:
             self.result.update(self.probe.stop())
         if self.per_evaluation:  # the eval case: seconds of each evaluation after the warm-up ones
-            self.result["times"] = [h["eval_s"] for h in module.history][self.warmup:]
+            from pfl.engine import names
+
+            self.result["times"] = [h[names.EVAL_S] for h in module.history][self.warmup:]
         self.result.update(auto=module.backend.kind, threads=_threads(), world=trainer.world_size)
         if trainer.is_global_zero:
             with open(self.out, "w") as f:
@@ -63,7 +65,7 @@ def _threads() -> int:
 
 
 def overrides(spec: dict) -> list[str]:
-    """The `python -m pfl` settings of this arm (the dataset is set separately)."""
+    """The `python -m pfl` settings of this arm (the dataset is set separately), the arm's own last."""
     case, per_eval = spec["case"], spec["case"]["name"] == "eval"
     total = spec["warmup"] + spec["rounds"] + (0 if per_eval else 1)
     out = ["dataset=synthetic", *_MODEL[case["kind"]], "algorithm=fedavg", f"algorithm.local_epochs={1 if per_eval else case['epochs']}",
@@ -77,7 +79,7 @@ def overrides(spec: dict) -> list[str]:
     else:
         out += [f"eval_every={total}", "personalization.heldout_clients=1", "personalization.curve_epochs=1",
                 "personalization.epochs=[1]"]
-    return out
+    return out + list(spec.get("overrides", []))  # an arm's own settings (pfl.bench.gpu: replicas=9)
 
 
 def run(spec: dict, out: str) -> None:

@@ -7,11 +7,15 @@ records the peak so far and resets the high-water mark (writing 5 to
 /proc/self/clear_refs), so that `Probe.stop()` gives the peak of the measured
 rounds alone. On CUDA the same is done with torch's peak allocated memory.
 Where /proc is missing, the reset is skipped and the round peak is the process peak.
+On CUDA a thread also samples the GPU's utilization (`torch.cuda.utilization`, NVML: the percent of
+time a kernel ran over the driver's last sample period) every 0.1 s between `start()` and `stop()`;
+where NVML cannot be read (no nvidia-ml-py), `gpu_util` says why instead.
 """
 
 from __future__ import annotations
 
 import resource
+import threading
 import time
 
 import torch
@@ -46,6 +50,31 @@ def _reset_peak() -> None:
         pass
 
 
+class _Utilization(threading.Thread):
+    """GPU utilization samples (percent) every `period` seconds until `stop()`."""
+
+    def __init__(self, period: float = 0.1):
+        super().__init__(daemon=True)
+        self.period, self.samples, self.error, self._done = period, [], None, threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            try:
+                self.samples.append(float(torch.cuda.utilization()))
+            except Exception as exc:  # no NVML here: say so once, measure nothing
+                self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                return
+            self._done.wait(self.period)
+
+    def stop(self) -> dict:
+        self._done.set()
+        self.join(timeout=5)
+        if not self.samples:
+            return {"gpu_util": self.error or "no sample"}
+        return {"gpu_util": "sampled", "gpu_util_mean": sum(self.samples) / len(self.samples),
+                "gpu_util_max": max(self.samples), "gpu_util_samples": len(self.samples)}
+
+
 class Probe:
     """Round times and memory of one measured process."""
 
@@ -54,6 +83,7 @@ class Probe:
         self.times: list[float] = []
         self.mem: dict = {"import_mb": rss_now()}  # what the imports alone hold, before any data
         self._t = None
+        self._util: _Utilization | None = None
 
     def start(self) -> None:
         """The warm-up is over: from here, memory is the measured rounds' own."""
@@ -64,6 +94,8 @@ class Probe:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self.mem["cuda_start_mb"] = torch.cuda.memory_allocated() / 2**20
+            self._util = _Utilization()
+            self._util.start()
 
     def tick(self) -> None:
         """Call at the start of every measured round and once after the last."""
@@ -81,4 +113,7 @@ class Probe:
         self.mem["peak_rss_mb"] = max(peak, self.mem.get("setup_peak_mb", 0.0))
         if self.cuda:
             self.mem["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        if self._util is not None:
+            self.mem.update(self._util.stop())
+            self._util = None
         return {"times": self.times, **self.mem}

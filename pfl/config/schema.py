@@ -80,7 +80,7 @@ TRAINER_OWNED = {
 
 
 def trainer_settings(cfg: DictConfig) -> dict:
-    """`trainer.*` for pl.Trainer, without the distribution keys (pfl.run._distribution) and unset values."""
+    """`trainer.*` for pl.Trainer, without the distribution keys (pfl.config.experiment.trainer_plan) and unset values."""
     t = _plain(cfg.get("trainer")) or {}
     return {k: v for k, v in t.items() if k not in ("devices", "num_nodes", "strategy") and v is not None}
 
@@ -129,7 +129,7 @@ class Config:
     server_opt: Any = MISSING
     client_opt: Any = MISSING
     logger: Any = MISSING
-    seed: int = 0
+    seed: int = setting(0, integer(ge=0, le=2**32 - 1, note="the seed generators accept"))
     replicas: int = setting(1, integer(ge=1, note="independently seeded copies (seeds seed..seed+R-1) in one run"))
     rounds: int = setting(100, integer(ge=1))
     clients_per_round: int = setting(10, integer(ge=1))
@@ -168,7 +168,7 @@ def _model_args_from_data() -> tuple[str, ...]:
 GROUP_SCHEMA = {
     "model": (_model_args_from_data, {}),
     "dataset": (lambda: (), {"name": str}),
-    "logger": (lambda: ("cfg", "run_dir", "resume_round", "save_dir"), {}),
+    "logger": (lambda: ("run", "run_dir", "resume_round", "save_dir"), {}),
 }
 
 
@@ -296,7 +296,10 @@ def validate(cfg: DictConfig) -> None:
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     _check_replicas(cfg)
     if cfg.get("sweep") is not None:
-        SweepSettings.from_cfg(cfg.sweep)  # one line for a misspelt key or a bad value
+        from pfl.sweep.objective import check_objectives
+
+        # one line for a misspelt key or a bad value; an objective that no trial can produce: refused before the first
+        check_objectives(cfg, SweepSettings.from_cfg(cfg.sweep).objectives)
     if cfg.get("trainer") is not None:
         _check_trainer(_plain(cfg.trainer))
         check_values(TrainerConfig, {k: v for k, v in _plain(cfg.trainer).items()

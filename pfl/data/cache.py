@@ -18,6 +18,7 @@ after decoding: the verified archive and the .npz are what is kept.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -28,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from pfl.data.download import DataError, Remote, atomic_save_npz, cache_root, extract, fetch, load_npz, verify
+from pfl.data.download import DataError, Remote, save_cache_npz, cache_root, extract, fetch, load_npz, verify
 
 log = logging.getLogger("pfl")
 
@@ -115,7 +116,13 @@ def decoded(
     if arrays is not None:
         return arrays
 
-    base.mkdir(parents=True, exist_ok=True)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the cache is optional, unless a download has to land in it
+        if files is None:
+            raise DataError(f"the cache folder {base} cannot be written ({exc.strerror or exc}) and dataset "
+                            f"{source.dataset} has to be downloaded into it: set PFL_CACHE or dataset.cache_dir to a "
+                            "writable folder, or dataset.root to a folder holding its files", key="dataset.cache_dir") from None
     if files is not None:
         _check_files(source, files)
         arrays = _decode_or_explain(source, decode, files)
@@ -128,6 +135,7 @@ def decoded(
             extracted = extract(archive, list(source.files), Path(tmp))
             _check_files(source, extracted)
             arrays = _decode_or_explain(source, decode, extracted)
-    atomic_save_npz(npz, **arrays)
-    log.info("decoded %s into %s (%.1f MB)", source.dataset, npz, npz.stat().st_size / 1e6)
+    save_cache_npz(npz, **arrays)
+    with contextlib.suppress(OSError):  # not cached (pfl.data.download.save_cache_npz warned)
+        log.info("decoded %s into %s (%.1f MB)", source.dataset, npz, npz.stat().st_size / 1e6)
     return arrays

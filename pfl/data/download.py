@@ -228,11 +228,24 @@ def atomic_save_npz(path: Path, **arrays) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+def save_cache_npz(path: Path, **arrays) -> None:
+    """atomic_save_npz, but a cache that cannot be written (an unwritable PFL_CACHE, a full disk) is only
+    a warning: the data are decoded again next time."""
+    try:
+        atomic_save_npz(path, **arrays)
+    except OSError as exc:
+        log.warning("decoded data not cached in %s (%s); set PFL_CACHE or dataset.cache_dir to a writable folder "
+                    "to keep them", path.parent, exc.strerror or exc)
+
+
 def load_npz(path: Path) -> dict | None:
     """The arrays of a cached .npz, or None (and the file removed) if it is unreadable."""
     import numpy as np
 
-    if not path.is_file():
+    try:
+        if not path.is_file():
+            return None
+    except OSError:  # an unreadable cache folder: no cache
         return None
     try:
         with np.load(path, allow_pickle=False) as z:

@@ -28,7 +28,7 @@ import numpy as np
 
 from pfl.data import text
 from pfl.data.cache import cache_root, fingerprint_files
-from pfl.data.download import DataError, atomic_save_npz, load_npz
+from pfl.data.download import DataError, load_npz, save_cache_npz
 from pfl.data.emnist import to_uint8
 from pfl.data.augment import CHARACTER_AUGMENT
 from pfl.data.federated import FederatedData
@@ -94,7 +94,7 @@ def _cached_leaf(kind: str, root, cache_dir, encode, num_classes: int) -> dict[s
             raise DataError(f"dataset.root={root}: the {name} examples are not {kind} examples "
                             f"({type(exc).__name__}: {exc})", key="dataset.root") from None
         arrays.update(pack_arrays(name, Packed.from_lists(xs, ys)))
-    atomic_save_npz(npz, **arrays)
+    save_cache_npz(npz, **arrays)
     return arrays
 
 

@@ -14,6 +14,7 @@ elsewhere that would run code when unpickled is refused with one line.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
@@ -23,6 +24,8 @@ import pytorch_lightning as pl
 
 from pfl.config.errors import ConfigError
 from pfl.engine.faults import RunFailure
+
+log = logging.getLogger("pfl")
 
 #: config keys a resumed run may change: its length, how it is logged and checkpointed, and where it runs
 #: (a run resumes on another device or number of ranks: tests/engine/test_distributed.py)
@@ -127,3 +130,38 @@ class RoundCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.save(trainer)
+
+
+def load_global_params(path: str | Path) -> dict:
+    """The server's parameters stored in a checkpoint file or a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise ConfigError("init_from", str(path), "a checkpoint file or a run directory with checkpoints/last.ckpt")
+    ckpt = read_checkpoint(path, "init_from")
+    names = ckpt.get("pfl", {}).get("param_names", {})
+    prefix = "global_params."
+    return {names.get(k[len(prefix):], k[len(prefix):]): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+
+
+def resume_point(resume, ckpt_cb: RoundCheckpoint, run_dir: Path, config: dict, module) -> tuple[str | None, int | None]:
+    """(checkpoint to resume from, its round) under `resume` (true, false or auto); a refused resume raises."""
+    if resume is True and not ckpt_cb.last.is_file():
+        raise CheckpointError("resume", run_dir, f"resume=true: nothing to resume in {run_dir} (no checkpoints/last.ckpt); "
+                              "give the run's hydra.run.dir, or resume=auto to start when there is no checkpoint")
+    if not (resume and ckpt_cb.last.is_file()):
+        if resume:
+            log.info("resume=auto: no checkpoint in %s, starting from round 0", run_dir)
+        return None, None
+    ckpt = read_checkpoint(ckpt_cb.last, "resume", "; delete it (or use another hydra.run.dir) to start over")
+    changed = config_changes(ckpt["pfl_config"], config) if "pfl_config" in ckpt else []
+    if changed:
+        raise CheckpointError("resume", run_dir, f"resume: the configuration differs from the checkpoint's in "
+                              f"{'; '.join(changed)} (only rounds and logging may change on resume; "
+                              "use another hydra.run.dir for a new run)")
+    from pfl.engine.resume_check import check_resume  # tensors, rounds, stages
+
+    resume_round = ckpt_cb.saved_round = check_resume(ckpt, module, config, ckpt_cb.last)
+    log.info("resuming from %s (round %d)", ckpt_cb.last, resume_round)
+    return str(ckpt_cb.last), resume_round

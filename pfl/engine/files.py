@@ -35,6 +35,42 @@ def write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")
 
 
+def kept_rows(path: Path, resume_round: int) -> list[dict]:
+    """The rows of metrics.csv up to `resume_round`, without damaged ones: a row with another number of
+    fields than the header, an unreadable round, NUL bytes, or a last line cut before its line end (what a
+    power loss leaves). Dropped damaged rows are counted in one warning."""
+    import logging
+
+    text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    rows: list[list[str]] = []
+    reader = csv.reader(io.StringIO(text))
+    try:
+        rows.extend(reader)
+    except csv.Error:  # an unreadable line: it and what follows count as damaged
+        rows.append([])
+    header, body = (rows[0], rows[1:]) if rows else ([], [])
+    cut = bool(text) and not text.endswith("\n")
+    kept, damaged = [], 0 if "round" in header or not rows else 1  # an unreadable header counts too
+    for i, row in enumerate(body):
+        rnd = _round(row, header)
+        if rnd is None or len(row) != len(header) or any("\0" in v or "\ufffd" in v for v in row) or \
+                (cut and i == len(body) - 1):
+            damaged += 1
+        elif rnd <= resume_round:
+            kept.append(dict(zip(header, row)))
+    if damaged:
+        logging.getLogger("pfl").warning("%s: dropped %d damaged row(s) (a cut or garbled line, e.g. after a power "
+                                         "loss); kept %d row(s) up to round %d", path, damaged, len(kept), resume_round)
+    return kept
+
+
+def _round(row: list[str], header: list[str]) -> int | None:
+    try:
+        return int(float(row[header.index("round")]))
+    except (ValueError, IndexError, OverflowError):
+        return None
+
+
 class MetricsCSV(Logger):
     """metrics.csv in the run directory: one row per logged round."""
 
@@ -46,8 +82,7 @@ class MetricsCSV(Logger):
         if rank_zero_only.rank != 0:  # one process writes the run's files
             return
         if self.path.exists() and resume_round is not None:
-            with open(self.path, newline="") as f:
-                self.rows = [r for r in csv.DictReader(f) if int(float(r.get("round", 0))) <= resume_round]
+            self.rows = kept_rows(self.path, resume_round)
             self._flush()
         elif self.path.exists():
             self.path.unlink()

@@ -42,10 +42,10 @@ import torch
 from torch import Tensor, nn
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
 from pfl.engine.checkpoint import CheckpointError
+from pfl.engine.experiment import Stage
 from pfl.engine.faults import Diverged
 from pfl.engine import names
 from pfl.engine.replicas import combine_rows, run_replicas
@@ -81,14 +81,6 @@ class _Tensors(nn.Module):
         super().__init__()
         self.global_params = global_params
         self.client_state = client_state
-
-
-@dataclass
-class Stage:
-    algorithm: Algorithm
-    server_opt: Callable  # partial torch optimizer: f(param_groups) -> Optimizer
-    rounds: int
-    name: str
 
 
 class FederatedModule(pl.LightningModule):
@@ -251,7 +243,7 @@ class FederatedModule(pl.LightningModule):
             bkeys.append(rng.key(rep.seed, r, 0x5E4D).to(self.device))
             cs = rep.tensors.client_state
             states.append(None if cs is None else {self._state_names[k]: v[ids] for k, v in cs.items()})
-            servers.append(Server(self.params(i), opt, rep.server_states[si]))
+            servers.append(Server(self.params(i), opt, _on(rep.server_states[si], self.device)))
         self.model.train()
         outs = run_replicas(alg, self.local, self.backend, servers, datas, keys, bkeys, states,
                             count_flops=stage.name not in self.flops, ids=cohort_ids)  # FLOPs: the stage's first round
@@ -513,6 +505,14 @@ class FederatedModule(pl.LightningModule):
                 rep.server_states = list(s["server_states"])
         if "rng" in extra:
             torch.set_rng_state(extra["rng"]["torch"])
+
+
+def _on(state, device):
+    """An algorithm's server state on the round's device: one restored from a checkpoint lies where Lightning
+    loaded it (the CPU), also when the run resumes on CUDA (tests/gpu/test_cuda_checkpoint.py)."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, state)
 
 
 class _Rounds:

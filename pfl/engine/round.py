@@ -96,7 +96,8 @@ def reduces_by_sum(algorithm: Algorithm) -> bool:
 
 
 def _summed_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,
-                    keys: Tensor, client_state: dict | None = None, each: dict | None = None) -> tuple[ClientUpdate, dict]:
+                    keys: Tensor, client_state: dict | None = None,
+                    each: dict | None = None) -> tuple[ClientUpdate, dict]:
     """(updates, Δ): Δ the cohort's weighted mean, summed over this rank's clients (as they are
     computed, in the sequential backend) and then over the ranks. In `updates`, weight, metrics and
     state have every client's row; delta and extra only this rank's (sequential: the first client's),

@@ -1,4 +1,4 @@
-"""SIGTERM / SIGINT during a run: `StopOnSignal` turns the signal into a flag that the run reads
+"""SIGTERM / SIGINT / SIGHUP (a closed terminal, a dropped ssh connection) during a run: `StopOnSignal` turns the signal into a flag that the run reads
 between rounds and, inside an evaluation, between chunks of clients (`check`), so a stop takes at
 most one round or one evaluation chunk; it raises `pfl.engine.faults.Stopped`. A second signal of
 the same kind ends the process at once (the default action).
@@ -16,9 +16,9 @@ from pfl.engine.faults import Stopped
 
 
 class StopOnSignal(pl.Callback):
-    """SIGTERM/SIGINT set a flag; `check()` raises Stopped once it is set (while the run trains)."""
+    """SIGTERM/SIGINT/SIGHUP set a flag; `check()` raises Stopped once it is set (while the run trains)."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, *((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()))
 
     def __init__(self, checkpoint=None):
         self.checkpoint = checkpoint  # a RoundCheckpoint: saved when the stop comes between rounds

@@ -6,9 +6,8 @@ import csv
 import math
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from pfl.engine import names
+from pfl.engine.experiment import RunInfo
 from pfl.engine.files import atomic_write_text
 from pfl.engine.targets import own_targets, rounds_to_targets
 
@@ -42,7 +41,7 @@ def _local_baseline(row: dict, pop: str) -> dict | None:
             "beats_local_fraction": {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}}
 
 
-def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -> dict:
+def summarize(run: RunInfo, module, backend: str, device, wall_time: float) -> dict:
     epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
     row = module.history[-1] if module.history else {}
     p = module.personalization
@@ -54,14 +53,14 @@ def summarize(cfg: DictConfig, module, backend: str, device, wall_time: float) -
     stage_names = [s.name for s in module.stages]
     return {
         "algorithm": "+".join(stage_names),
-        "dataset": cfg.dataset.name,
-        "model": cfg.model._target_.rsplit(".", 1)[-1],
+        "dataset": run.dataset,
+        "model": run.model,
         "rounds": rounds,
         "stages": [{"name": s.name, "rounds": s.rounds} for s in module.stages],
         "round_unit": getattr(module.stages[0].algorithm, "round_unit", "round"),  # "epoch": centralized
-        "clients_per_round": cfg.clients_per_round,
-        "seed": cfg.seed,
-        "zeta": cfg.zeta,
+        "clients_per_round": run.clients_per_round,
+        "seed": run.seed,
+        "zeta": run.zeta,
         "population": head,  # "heldout" or "train": whose numbers the top-level accuracies are
         "initial_accuracy": top.get("initial_accuracy"),
         "personalized_accuracy": top.get("personalized_accuracy", {}),

@@ -23,13 +23,13 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
+
+from pfl.engine.experiment import RunInfo
 
 log = logging.getLogger("pfl")
 
@@ -139,110 +139,28 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def run_identity(cfg: DictConfig, run_dir: Path, group: str | None = None,
+def run_identity(run: RunInfo, run_dir: Path, group: str | None = None,
                  tags=()) -> tuple[str | None, list[str], str]:
     """(group, tags, name): a sweep's runs share its group; tags name algorithm, dataset and ζ; the name is what
     differs within the multirun or sweep (a single run: its directory's name)."""
-    from pfl.config import stage_names
-
-    alg = "+".join(stage_names(cfg))
-    tags = list(tags or []) + [f"algorithm:{alg}", f"dataset:{cfg.dataset.name}", f"zeta:{cfg.zeta}"]
+    tags = list(tags or []) + [f"algorithm:{run.algorithm}", f"dataset:{run.dataset}", f"zeta:{run.zeta}"]
     name = Path(run_dir).name
-    swept = swept_keys(cfg)
-    label = " ".join(_label(cfg, k, swept) for k in swept)
-    sweep = cfg.get("sweep")
-    if sweep is not None and sweep.get("name"):
-        group = group or str(sweep.name)
-        tags.append(f"sweep:{sweep.name}")
-        if sweep.get("trial") is not None:
-            name = f"trial {sweep.trial}" + (f": {label}" if label else "")
-    elif _multirun_dir() is not None:
-        multirun = Path(_multirun_dir())
-        group = group or _experiment() or " ".join(
-            ["grid", ",".join(swept) or multirun.name, "_".join(multirun.parts[-2:])])
-        name = label or f"job {Path(run_dir).name}"
+    if run.sweep_name:
+        group = group or run.sweep_name
+        tags.append(f"sweep:{run.sweep_name}")
+        if run.sweep_trial is not None:
+            name = f"trial {run.sweep_trial}" + (f": {run.label}" if run.label else "")
+    elif run.multirun_group is not None:
+        group = group or run.multirun_group
+        name = run.label or f"job {Path(run_dir).name}"
     return group, tags, name
 
 
-def job_type(cfg: DictConfig) -> str:
-    """sweep-trial (a trial of an Optuna sweep), centralized (a non-federated baseline) or train."""
-    from pfl.config.settings import locate
-
-    sweep = cfg.get("sweep")
-    if sweep is not None and sweep.get("trial") is not None:
-        return "sweep-trial"
-    try:
-        federated = getattr(locate(str(cfg.algorithm._target_)), "federated", True)
-    except Exception:  # noqa: BLE001 - a name for the dashboard only
-        federated = True
-    return "train" if federated else "centralized"
-
-
-SWEEP_VALUE = re.compile(r"^(range|choice|interval|tag|glob)\(|,")
-
-
-def swept_keys(cfg: DictConfig) -> list[str]:
-    """Keys that differ between the jobs of this run's multirun or sweep: values swept on the command line
-    (`seed=0,1,2`, `x=interval(0,1)`), the sweep's search space and grid, hydra.sweeper.params."""
-    keys: list[str] = []
-    sweep = cfg.get("sweep")
-    if sweep is not None:
-        keys += [str(k) for k in (sweep.get("grid") or {})] + [str(k) for k in (sweep.get("params") or {})]
-    multirun = _multirun_dir()
-    if multirun is not None:
-        from hydra.core.hydra_config import HydraConfig
-
-        keys += [str(k) for k in (HydraConfig.get().sweeper.get("params") or {})]
-        saved = Path(multirun) / "multirun.yaml"
-        task = []
-        if saved.is_file():
-            task = list(OmegaConf.load(saved).hydra.overrides.task or [])
-        for o in task:
-            key, _, value = str(o).partition("=")
-            if SWEEP_VALUE.search(value) and not value.startswith(("[", "{", "'", '"')):
-                keys.append(key.lstrip("+~"))
-    keys = [k for k in dict.fromkeys(keys) if not k.startswith("hydra")]
-    return sorted(keys, key=lambda k: (k != "algorithm", k))  # the algorithm first
-
-
-def _label(cfg: DictConfig, key: str, keys: list[str]) -> str:
-    """`afml` for algorithm=afml, `ζ=0.4`, `seed=1`, `lr=0.013` (the key's last part, unless two keys share it)."""
-    if key == "algorithm":
-        from pfl.config import stage_names
-
-        return "+".join(stage_names(cfg))
-    from hydra.core.hydra_config import HydraConfig
-
-    value = OmegaConf.select(cfg, key, default=None)
-    if isinstance(value, DictConfig) and HydraConfig.initialized():  # a config group: its option
-        value = HydraConfig.get().runtime.choices.get(key, value)
-    if isinstance(value, float):
-        value = f"{value:.4g}"
-    last = key.rsplit(".", 1)[-1]
-    short = last if sum(k.rsplit(".", 1)[-1] == last for k in keys) == 1 else key
-    return f"{'ζ' if short == 'zeta' else short}={value}"
-
-
-def _multirun_dir() -> str | None:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    return str(HydraConfig.get().sweep.dir)
-
-
-def _experiment() -> str | None:
-    from hydra.core.hydra_config import HydraConfig
-
-    return HydraConfig.get().runtime.choices.get("experiment") if HydraConfig.initialized() else None
-
-
-def make_wandb_logger(cfg: DictConfig, run_dir: Path, project: str = "pfl", entity: Optional[str] = None,
+def make_wandb_logger(run: RunInfo, run_dir: Path, project: str = "pfl", entity: Optional[str] = None,
                       group: Optional[str] = None, tags: List[str] = (), mode: str = "auto",
                       job_type: Optional[str] = None) -> WandbLogger:
     """logger=wandb. group (null: the sweep, experiment or grid) and tags (beside algorithm/dataset/zeta) are read
-    from cfg.logger by run_identity; mode: auto (online with an API key, else offline) | online | offline | disabled;
+    from logger.wandb by run_identity; mode: auto (online with an API key, else offline) | online | offline | disabled;
     job_type (null: sweep-trial, centralized or train)."""
     import wandb
 
@@ -253,7 +171,7 @@ def make_wandb_logger(cfg: DictConfig, run_dir: Path, project: str = "pfl", enti
     os.environ.setdefault("WANDB_SILENT", "true")
     if wandb.run is not None:  # left open by an earlier run of this process that crashed after training
         wandb.run.finish(exit_code=1)
-    group, tags, name = run_identity(cfg, run_dir, group, tags)
+    group, tags, name = run_identity(run, run_dir, group, tags)
     logger = PflWandbLogger(
         project=project,
         entity=entity,
@@ -262,12 +180,10 @@ def make_wandb_logger(cfg: DictConfig, run_dir: Path, project: str = "pfl", enti
         save_dir=str(run_dir),
         offline=mode == "offline",
         mode=mode,  # explicit: an earlier run in this process (or WANDB_MODE) does not decide
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=run.config,
         name=name,
-        job_type=job_type or _job_type(cfg),
+        job_type=job_type or run.job_type,
     )
     logger.define_metrics()
     return logger
 
-
-_job_type = job_type

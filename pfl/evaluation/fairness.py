@@ -9,7 +9,9 @@ personalization epochs when its personalized accuracy is strictly higher.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -75,10 +77,16 @@ def local_reference(
     res = personalize(ref, local, init, population, clients, epochs, key, backend, chunk_size, progress)
     acc = res.accuracy[:, -1]
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(acc, tmp)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(acc, tmp)
+            os.replace(tmp, path)
+        except OSError as exc:  # the cache is optional: an unwritable PFL_CACHE costs a recomputation next time
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            logging.getLogger("pfl").warning("local reference not cached in %s (%s); it is recomputed next time",
+                                             path.parent, exc.strerror or exc)
     return acc
 
 

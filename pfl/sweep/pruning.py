@@ -17,7 +17,7 @@ import math
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from pfl.engine import hooks
+from pfl.config import hooks
 from pfl.config.sweep import SweepSettings
 
 log = logging.getLogger("pfl.sweep")

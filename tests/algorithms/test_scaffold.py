@@ -101,7 +101,7 @@ def _tensors(ckpt):
 def test_resume_is_exact_with_server_and_client_state(tmp_path, algorithm):
     from pytorch_lightning import Callback
 
-    from pfl.engine import hooks
+    from pfl.config import hooks
 
     class Crash(Callback):
         def on_train_batch_end(self, trainer, module, *args):

@@ -141,12 +141,16 @@ def test_each_dataset_names_its_default_model_and_model_overrides():
 
 
 def test_loggers_and_callbacks_by_target(tmp_path):
-    from pfl.engine.hooks import callbacks_for
+    from pfl.config.experiment import logger_factories
+    from pfl.config.hooks import callbacks_for
+    from pfl.config.identity import run_info
     from pfl.engine.loggers import make_loggers
 
     cfg = compose_cfg(["callbacks=[{_target_:pytorch_lightning.callbacks.Timer,duration:'00:00:01:00'}]"])
     validate(cfg)
     assert [type(c).__name__ for c in callbacks_for(cfg)] == ["Timer"]
-    assert [type(lg).__name__ for lg in make_loggers(cfg, tmp_path, None)] == ["MetricsCSV"]
+    loggers = make_loggers(logger_factories(cfg), run_info(cfg), tmp_path, None)
+    assert [type(lg).__name__ for lg in loggers] == ["MetricsCSV"]
     cfg = compose_cfg(["logger=wandb", "logger.wandb.mode=disabled"])
-    assert [type(lg).__name__ for lg in make_loggers(cfg, tmp_path, None)] == ["MetricsCSV", "PflWandbLogger"]
+    loggers = make_loggers(logger_factories(cfg), run_info(cfg), tmp_path, None)
+    assert [type(lg).__name__ for lg in loggers] == ["MetricsCSV", "PflWandbLogger"]

@@ -15,7 +15,12 @@ from pfl.optim import ClientAdam, ClientSGD
 from pfl.task import Task
 from tests.helpers.engine import cohort
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+_NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def CUDA(test):
+    """Marked `cuda` (pytest -m cuda, tools/gpu_check.sh) and skipped without a GPU."""
+    return pytest.mark.cuda(_NO_GPU(test))
 
 
 def _split(sizes=(6, 9, 4), dim=5, classes=3):

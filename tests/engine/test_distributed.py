@@ -59,3 +59,22 @@ def test_two_ranks_equal_one_process_and_resume_across_world_sizes(tmp_path):
     for run in (two, one):  # a second rank really ran (Lightning names its Hydra job so) and logged only there
         assert (run / "train_ddp_process_1.log").exists()
     assert (one / "metrics.csv").read_text() .count("\n") == (tmp_path / "one" / "metrics.csv").read_text().count("\n")
+
+
+# server-side per-client parameters: pFedHN's embeddings, one generated model per client through broadcast_each
+# (each rank computes its share of the clients with its rows), the server step reading updates.ids
+PER_CLIENT = {"pfedhn": ["algorithm.local_steps=5", "algorithm.hidden=8", "algorithm.n_hidden=1"]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", sorted(PER_CLIENT))
+def test_two_ranks_equal_one_process_for_per_client_server_state(tmp_path, algorithm):
+    args = [a for a in TINY if not a.startswith("checkpoint_every=")]
+    args += [f"algorithm={algorithm}", *PER_CLIENT[algorithm], "checkpoint_every=0"]
+    ref = train(compose_cfg(args, tiny=False), tmp_path / "one")
+    run = tmp_path / "two"
+    cmd = [sys.executable, "-m", "pfl", *args, "trainer.devices=2", f"hydra.run.dir={run}"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (run / "train_ddp_process_1.log").exists()  # a second rank really ran
+    _same(json.loads((run / "summary.json").read_text()), ref)

@@ -25,7 +25,7 @@ class _Crash(pl.Callback):
 def crash_at(round_: int):
     """Runs started inside stop with an exception once `round_` rounds are done (after that round's
     checkpoint, if one is due)."""
-    from pfl.engine import hooks
+    from pfl.config import hooks
 
     hooks.register("crash", lambda cfg: [_Crash(round_)])
     try:

@@ -39,6 +39,7 @@ DATASETS = sorted(p.stem for p in (Path(CONF_DIR) / "dataset").glob("*.yaml"))
 #   xfail: {check: reason} for a known bug (strict)
 SETTINGS: dict[str, dict] = {
     "small_cnn": {"datasets": ["emnist", "cifar100"]},  # the quick CPU stand-in for the image models
+    "small_bn_cnn": {"datasets": ["emnist"]},  # small_cnn with batch norm (FedBN's model)
 }
 
 

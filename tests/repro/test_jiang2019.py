@@ -66,7 +66,7 @@ def test_personalized_fedavg_two_stages_metrics_records_and_plots(tmp_path):
 
 
 def test_table1_fedavg_then_table3_and_table2_finetune_from_its_checkpoint(tmp_path):
-    from pfl.engine import hooks
+    from pfl.config import hooks
     from pfl.run import load_global_params
 
     base = tmp_path / "fedavg"

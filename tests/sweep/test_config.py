@@ -92,14 +92,16 @@ def test_slurm_recipe_composes():
 
 
 def test_wandb_group_tags_and_names():
-    from pfl.engine.wandb_logger import job_type, run_identity
+    from pfl.config.identity import run_info
+    from pfl.engine.wandb_logger import run_identity
 
     cfg = _compose(["+sweep=fedavg_e_lr", "logger=wandb", "zeta=0.5", "++sweep.study=fedavg_e_lr", "++sweep.trial=3"])
-    group, tags, name = run_identity(cfg, Path("multirun/sweeps/fedavg_e_lr/trial_3"))
+    group, tags, name = run_identity(run_info(cfg), Path("multirun/sweeps/fedavg_e_lr/trial_3"))
     # the name: the trial and the values of its searched keys (the key's last part)
     assert group == "fedavg_e_lr" and name == f"trial 3: local_epochs={cfg.algorithm.local_epochs} lr={cfg.client_opt.lr}"
-    assert job_type(cfg) == "sweep-trial"
-    assert job_type(_compose(["algorithm=centralized"])) == "centralized" and job_type(_compose([])) == "train"
+    assert run_info(cfg).job_type == "sweep-trial"
+    assert run_info(_compose(["algorithm=centralized"])).job_type == "centralized"
+    assert run_info(_compose([])).job_type == "train"
     assert {"algorithm:fedavg", "dataset:synthetic", "zeta:0.5", "sweep:fedavg_e_lr"} <= set(tags)
-    group, tags, name = run_identity(_compose(["logger=wandb"]), Path("outputs/a/b"), group="mine")
+    group, tags, name = run_identity(run_info(_compose(["logger=wandb"])), Path("outputs/a/b"), group="mine")
     assert (group, name) == ("mine", "b") and "sweep:fedavg_e_lr" not in tags

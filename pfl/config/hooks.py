@@ -1,8 +1,9 @@
 """Extra Lightning callbacks that other parts of pfl attach to a run.
 
-Registered by name so the engine need not import them: a sweep registers its
-pruning callback factory here (pfl.sweep); each factory receives the config
-and returns a list of callbacks (empty when it does not apply).
+Registered by name so that building a run need not import them: a sweep
+registers its pruning callback factory here (pfl.sweep.pruning); each factory
+receives the composed config and returns a list of callbacks (empty when it
+does not apply). `pfl.config.experiment` calls them once, while it builds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def register(name: str, factory: Callable[[DictConfig], list]) -> None:
 
 def callbacks_for(cfg: DictConfig) -> list:
     """The registered factories' callbacks, then those the config lists by `_target_` (`callbacks:`)."""
-    from pfl.config import build
+    from pfl.config.schema import build
 
     out = []
     for factory in _FACTORIES.values():

@@ -424,9 +424,26 @@ def _hydra_main() -> None:
             table = format_table(summary)
             print(table)
             _to_log_files(table)
+            if not _multirun():
+                print(finished_lines(sys.argv[1:], _run_dir()))
         return objective(cfg, summary)
 
     app()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
+
+
+def finished_lines(args: list[str], run_dir: str) -> str:
+    """Where the run's files are, and the command that continues it (e.g. with more rounds)."""
+    import shlex
+
+    keep = [a for a in args if a.lstrip("+~").partition("=")[0] not in ("resume", "hydra.run.dir")]
+    cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "pfl", *keep, "resume=true", f"hydra.run.dir={run_dir}"])
+    return f"run directory: {run_dir}\ncontinue it (e.g. with a larger rounds=): {cmd}"
 
 
 def _to_log_files(text: str) -> None:

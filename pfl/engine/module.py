@@ -48,6 +48,7 @@ from pfl.engine.checkpoint import CheckpointError
 from pfl.engine.experiment import Stage
 from pfl.engine.faults import Diverged
 from pfl.engine import names
+from pfl.engine.eval_line import eval_line
 from pfl.engine.replicas import combine_rows, run_replicas
 from pfl.engine.round import Server, cohort_keys
 from pfl.evaluation.fairness import beats_local, local_reference
@@ -433,12 +434,8 @@ class FederatedModule(pl.LightningModule):
         if self.on_evaluation is not None:
             self.on_evaluation(r, row, self.reps[0].last_eval["results"])
         self._log_row(row, r)
-        prefix = names.PREFIX[p.headline] + "/"
-        shown = {k.replace(prefix, ""): v for k, v in row.items()
-                 if k.startswith(prefix) and isinstance(v, float) and "frac" not in k}
-        _info(f"round {r}: {names.PREFIX[p.headline]} " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
-              + (f" (mean of {len(self.reps)} replicas)" if len(self.reps) > 1 else "")
-              + f" (evaluation {row[names.EVAL_S]:.1f} s)")
+        _info(eval_line(r, names.PREFIX[p.headline], rows, len(plans[0].get(p.headline, [])),
+                        len(self.eval_clients(p.headline, 0)), row[names.EVAL_S]))  # sample size, ± std over replicas
         return row
 
     def _evaluate(self, r: int, replica: int, plan: dict, row: dict, tick, epochs: int) -> tuple[dict, dict]:

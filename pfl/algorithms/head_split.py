@@ -80,3 +80,12 @@ def split_by_prefix(params: Params, prefix: str) -> tuple[Params, Params]:
 def check_head(task: Task, prefix: str) -> None:
     """ConfigError unless `prefix` names a submodule of the task's model (HeadSplit's check)."""
     HeadSplit(task, prefix)
+
+
+def linear_head_weight(params: Params, prefix: str = "head") -> Tensor:
+    """The [classes, d] weight of a linear head `prefix` (server-side hooks that size extra tensors by it);
+    ConfigError when the parameters have none."""
+    name = prefix + ".weight"
+    check(name in params and params[name].dim() == 2, "model", f"last parameters {list(params)[-2:]}",
+          f"a model whose last layer is a linear `{prefix}` (logits = {prefix}(z))")
+    return params[name]

@@ -17,8 +17,6 @@ from pathlib import Path
 
 from pfl.config.resources import CONF_DIR as _CONF, SWEEPS_DIR
 
-from pfl.config.explain import explain, keys_of, listing, unselected_group  # noqa: E402,F401 - one-line errors
-
 CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.config.resources)
 log = logging.getLogger("pfl")
 
@@ -30,6 +28,103 @@ def _groups() -> dict[str, list[str]]:
             out[d.name] = sorted(p.stem for p in d.glob("*.yaml"))
     out["sweep"] = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))  # the `sweep` group (pfl.sweep.definitions)
     return out
+
+
+def explain(exc: BaseException, keys_of=None, conf_dirs: list[Path] | None = None) -> str:
+    """One line for a composition or validation error. `keys_of(parent)`: the valid keys under
+    `parent` ("" for the top level), for a "did you mean" suggestion on an unknown key."""
+    from pfl import cli_errors
+    from pfl.config.errors import ConfigError, UnknownSetting
+
+    if isinstance(exc, ConfigError):
+        return f"error: {exc}"
+    structural = (cli_errors.parse_error(exc) or cli_errors.missing_option(exc, _groups())
+                  or cli_errors.yaml_error(exc))
+    if structural:
+        return structural
+    in_file = cli_errors.in_config_file(exc, [*(conf_dirs or []), Path(CONF_DIR)])
+    if in_file:  # a config file's own mistake: the line for it, and where it is
+        return explain(RuntimeError(in_file[0]), keys_of) + f" (in {in_file[1]})"
+    msg = str(exc)
+    cause = exc.__cause__
+    while cause is not None:  # Hydra wraps the informative error ("Error merging override ...")
+        msg += "\n" + str(cause)
+        cause = cause.__cause__
+    m = re.search(r"Could not find '([\w/]+)/([^']+)'", msg)
+    if m:
+        group, value = m.group(1), m.group(2)
+        opts = _groups().get(group, [])
+        return f"error: {group}={value} is not an option; choose one of: {', '.join(opts)}"
+    m = re.search(r"Could not override '([^']+)'", msg)
+    in_node = re.search(r"Key '[^']+' not in '[^']*'\s+full_key: (\S+)", msg)  # set by a config file
+    if m or in_node or "not in struct" in msg:
+        key = m.group(1) if m else in_node.group(1) if in_node else re.search(r"Key '([^']+)'", msg).group(1)
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        candidates = (keys_of(parent) if keys_of else None) or []
+        if parent == "trainer":  # any pl.Trainer argument is accepted with a +
+            return "error: " + trainer_key_line(key, candidates)
+        return f"error: {UnknownSetting(key, None, candidates, listing(parent))}"
+    m = re.search(r"Value '([^']*)'.*could not be converted to (\w+)", msg)
+    if m:
+        key = re.search(r"full_key: (\S+)", msg)
+        kind = {"float": "a number", "integer": "an integer", "boolean": "true or false"}.get(m.group(2).lower(), m.group(2))
+        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected {kind}"
+    if "is not a subclass of SweepSettings" in msg:
+        return ("error: +sweep=NAME names no sweep definition; choose one of: " + ", ".join(_groups()["sweep"]))
+    m = re.search(r"Value '([^']*)' is not a valid bool", msg)
+    if m:
+        key = re.search(r"full_key: (\S+)", msg)
+        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected true or false"
+    m = re.search(r"Invalid value assigned: (\w+) is not a ListConfig, list or tuple", msg)
+    if m:
+        key = re.search(r"full_key: (\S+)", msg)
+        return f"error: {key.group(1) if key else '?'} must be a list, e.g. [a,b]"
+    first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(exc).__name__)
+    return f"error: {first}"
+
+
+def trainer_key_line(key: str, keys: list[str]) -> str:
+    """`trainer.max_epoch`: not one of trainer's keys; the nearest pl.Trainer argument, given with a +."""
+    from pfl.config.errors import closest
+    from pfl.config.schema_cache import trainer_arguments
+
+    leaf = key.split(".", 1)[1]
+    near = closest(leaf, keys)
+    if near:
+        return f"unknown setting '{key}'; did you mean 'trainer.{near}'? ({listing('trainer')})"
+    arg = closest(leaf, trainer_arguments())
+    hint = f"did you mean '+trainer.{arg}=...'? " if arg else ""
+    return (f"unknown setting '{key}'; {hint}trainer's keys are {', '.join(keys) or 'listed by --cfg job'}; "
+            f"any other pl.Trainer argument is given with a +: +trainer.NAME=VALUE")
+
+
+def listing(parent: str) -> str:
+    """Where the valid keys under `parent` are listed."""
+    if parent:
+        return f"the keys of {parent} are listed by `python -m pfl --cfg job -p {parent}`"
+    return "the top-level keys are listed by `python -m pfl --cfg job`"
+
+
+def _keys_of(compose, overrides: list[str]):
+    """keys_of(parent) for `explain`: the keys of that node in the config composed with the
+    group choices of `overrides` only (the node the user meant, without the bad key)."""
+    def keys_of(parent: str) -> list[str]:
+        from omegaconf import DictConfig
+
+        groups = _groups()
+        choices = [o for o in overrides if o.partition("=")[0].lstrip("+~") in groups]
+        # without the experiment too: the bad key may be in the preset's own file
+        for attempt in (choices, [o for o in choices if o.partition("=")[0].lstrip("+~") != "experiment"]):
+            try:
+                node = compose("config", overrides=attempt)
+                for part in filter(None, parent.split(".")):
+                    node = node[int(part)] if part.isdigit() else node[part]
+            except Exception:  # noqa: BLE001 - no suggestion then
+                continue
+            return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        return []
+
+    return keys_of
 
 
 MAX_PRECHECK_JOBS = 32
@@ -46,7 +141,7 @@ def _plain_overrides(args: list[str]) -> list[list[str]] | None:
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
                  "--version", "--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn") or
            a.startswith(("--info", "--config-dir=", "--config-path=", "--config-name=")) for a in args):
-        return None
+        return None  # (precheck takes --config-dir out first: config_dir_of)
     groups = set(_groups())
     fixed, swept = [], []
     for a in args:
@@ -74,22 +169,28 @@ def precheck(args: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from pfl import stage_overrides
-    from pfl.schema_cache import register
+    from pfl.config import stage_overrides
+    from pfl.config.schema_cache import register
 
+    user_dir, args = config_dir_of(args)
     jobs = _plain_overrides(args)
     if jobs is None:
         return None
     register()  # the schemas, from the cache when it has them: a composition error costs no torch import
+    searched = [f"hydra.searchpath=[{Path(user_dir).resolve().as_uri()}]"] if user_dir else []
+    dirs = [Path(user_dir).resolve()] if user_dir else []
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            def compose_with(name, overrides, **kwargs):  # the user's --config-dir searched too
+                return compose(name, overrides=searched + list(overrides), **kwargs)
+
             composed = []
             for overrides in jobs:  # every job composes first ...
                 try:
-                    composed.append(compose("config", overrides=overrides))
+                    composed.append(compose_with("config", overrides))
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    return _job_error(exc, compose, overrides, len(jobs))
+                    return _job_error(exc, compose_with, overrides, len(jobs), dirs)
                 ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
                 if ignored:
                     return ignored
@@ -99,17 +200,58 @@ def precheck(args: list[str]) -> str | None:
                 try:
                     validate(cfg)
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    return _job_error(exc, compose, overrides, len(jobs))
+                    return _job_error(exc, compose_with, overrides, len(jobs), dirs)
     finally:
         GlobalHydra.instance().clear()
     return None
 
 
-def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int) -> str:
+def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int, dirs: list[Path]) -> str:
     which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
     where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
+    return (unselected_group(compose, overrides) or explain(exc, _keys_of(compose, overrides), dirs)) + where
+
+
+def unselected_group(compose, overrides: list[str]) -> str | None:
+    """An error line when a config group is given (`model=mlp`) or needed but nothing in the composed
+    defaults selects it: a data set whose YAML names no default model. Read from the composed config's
+    group choices, not from the error's text; None when that is not the problem."""
+    from omegaconf import OmegaConf
+
     groups = _groups()
-    return (unselected_group(compose, overrides, groups) or explain(exc, keys_of(compose, overrides, groups), groups)) + where
+    chosen = [o for o in overrides if o.partition("=")[0].lstrip("+~") in groups]
+
+    def composed(without: str | None = None):
+        try:
+            return compose("config", overrides=[o for o in chosen if o != without], return_hydra_config=True)
+        except Exception:  # noqa: BLE001 - another problem: explain() names it
+            return None
+
+    for o in chosen:
+        group = o.partition("=")[0]
+        base = composed(without=o) if group in groups else None
+        if base is not None and group not in base.hydra.runtime.choices:
+            return (f"error: {o}: nothing selects a {group} to replace (dataset={base.hydra.runtime.choices.get('dataset')} "
+                    f"names no default {group}); add it with +{o}")
+    base = composed()
+    for group in groups if base is not None else ():
+        if group in base.keys() and OmegaConf.is_missing(base, group):
+            return (f"error: {group} is not set (dataset={base.hydra.runtime.choices.get('dataset')} names no default "
+                    f"{group}); choose one with +{group}=NAME, NAME one of: {', '.join(groups[group])}")
+    return None
+
+
+def config_dir_of(args: list[str]) -> tuple[str | None, list[str]]:
+    """(the user's `--config-dir`/`-cd` folder or None, the other arguments)."""
+    rest, found, it = [], None, iter(args)
+    for a in it:
+        if a in ("--config-dir", "-cd"):
+            found = next(it, None)
+        elif a.startswith("--config-dir="):
+            found = a.partition("=")[2]
+        else:
+            rest.append(a)
+    return found, rest
 
 
 def output_dir_problem(args: list[str]) -> str | None:
@@ -183,10 +325,10 @@ def main() -> None:
     from pfl.engine.faults import Stopped
     from pfl.hydra_plugin import ensure_registered
 
-    ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
-    if _fast_help(args):
-        return
     try:
+        ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
+        if _fast_help(args):
+            return
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
             problem = output_dir_problem(args)
@@ -194,7 +336,7 @@ def main() -> None:
             print(problem, file=sys.stderr)
             sys.exit(2)
         _claimed_main(args)
-    except Stopped as exc:  # SIGTERM / SIGINT while training (pfl.engine.faults)
+    except Stopped as exc:  # SIGTERM / SIGINT / SIGHUP while training (pfl.engine.faults)
         print(stopped_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
@@ -216,7 +358,7 @@ def main() -> None:
 def _fast_help(args: list[str]) -> bool:
     """`--help` with overrides: printed from one composition (pfl.cli_help); False: left to Hydra."""
     from pfl.cli_help import app_help, fast_help_applies
-    from pfl.schema_cache import register
+    from pfl.config.schema_cache import register
 
     if not fast_help_applies(args):
         return False
@@ -269,7 +411,7 @@ def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from pfl.schema_cache import register
+    from pfl.config.schema_cache import register
 
     register()  # from the cache when it has them: --help, --cfg, --info and completion import no torch
 
@@ -311,9 +453,26 @@ def _hydra_main() -> None:
             table = format_table(summary)
             print(table)
             _to_log_files(table)
+            if not _multirun():
+                print(finished_lines(sys.argv[1:], _run_dir()))
         return objective(cfg, summary)
 
     app()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
+
+
+def finished_lines(args: list[str], run_dir: str) -> str:
+    """Where the run's files are, and the command that continues it (e.g. with more rounds)."""
+    import shlex
+
+    keep = [a for a in args if a.lstrip("+~").partition("=")[0] not in ("resume", "hydra.run.dir")]
+    cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "pfl", *keep, "resume=true", f"hydra.run.dir={run_dir}"])
+    return f"run directory: {run_dir}\ncontinue it (e.g. with a larger rounds=): {cmd}"
 
 
 def _to_log_files(text: str) -> None:

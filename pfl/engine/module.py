@@ -90,7 +90,7 @@ class FederatedModule(pl.LightningModule):
         self.on_evaluation = on_evaluation
         self.interrupt_check: Callable[[], None] | None = None  # raises to stop (a signal); called between client chunks
         self.total_rounds = sum(s.rounds for s in stages)
-        # epochs an algorithm reports at (FedAvg-FT's K) join the requested ones
+        # epochs an algorithm reports at (the local-only baseline's) join the requested ones
         extra = [k for s in stages for k in s.algorithm.report_epochs]
         self.report_epochs = personalization.report_epochs(extra)
         self.curve_epochs = personalization.curve_length(extra)
@@ -277,14 +277,6 @@ class FederatedModule(pl.LightningModule):
         load_records(self, checkpoint)
 
 
-def _on(state, device):
-    """An algorithm's server state on the round's device: one restored from a checkpoint lies where Lightning
-    loaded it (the CPU), also when the run resumes on CUDA (tests/gpu/test_cuda_checkpoint.py)."""
-    from torch.utils._pytree import tree_map
-
-    return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, state)
-
-
 class _Rounds:
     """The 'data loader' of the fit loop: round numbers from the module's own
     counter to the end. It has no state of its own (the round lives in the
@@ -310,3 +302,11 @@ def _info(message: str) -> None:
     """To the console and pfl.log, once (rank 0)."""
     if rank_zero_only.rank == 0:
         log.info(message)
+
+
+def _on(state, device):
+    """An algorithm's server state on the round's device: one restored from a checkpoint lies where Lightning
+    loaded it (the CPU), also when the run resumes on CUDA (tests/gpu/test_cuda_checkpoint.py)."""
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda t: t.to(device) if isinstance(t, torch.Tensor) else t, state)

@@ -173,7 +173,36 @@ def precheck(args: list[str]) -> str | None:
 def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int) -> str:
     which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
     where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
-    return explain(exc, _keys_of(compose, overrides)) + where
+    return (unselected_group(compose, overrides) or explain(exc, _keys_of(compose, overrides))) + where
+
+
+def unselected_group(compose, overrides: list[str]) -> str | None:
+    """An error line when a config group is given (`model=mlp`) or needed but nothing in the composed
+    defaults selects it: a data set whose YAML names no default model. Read from the composed config's
+    group choices, not from the error's text; None when that is not the problem."""
+    from omegaconf import OmegaConf
+
+    groups = _groups()
+    chosen = [o for o in overrides if o.partition("=")[0].lstrip("+~") in groups]
+
+    def composed(without: str | None = None):
+        try:
+            return compose("config", overrides=[o for o in chosen if o != without], return_hydra_config=True)
+        except Exception:  # noqa: BLE001 - another problem: explain() names it
+            return None
+
+    for o in chosen:
+        group = o.partition("=")[0]
+        base = composed(without=o) if group in groups else None
+        if base is not None and group not in base.hydra.runtime.choices:
+            return (f"error: {o}: nothing selects a {group} to replace (dataset={base.hydra.runtime.choices.get('dataset')} "
+                    f"names no default {group}); add it with +{o}")
+    base = composed()
+    for group in groups if base is not None else ():
+        if group in base.keys() and OmegaConf.is_missing(base, group):
+            return (f"error: {group} is not set (dataset={base.hydra.runtime.choices.get('dataset')} names no default "
+                    f"{group}); choose one with +{group}=NAME, NAME one of: {', '.join(groups[group])}")
+    return None
 
 
 def output_dir_problem(args: list[str]) -> str | None:
@@ -247,10 +276,10 @@ def main() -> None:
     from pfl.engine.faults import Stopped
     from pfl.hydra_plugin import ensure_registered
 
-    ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
-    if _fast_help(args):
-        return
     try:
+        ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
+        if _fast_help(args):
+            return
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
             problem = output_dir_problem(args)
@@ -258,7 +287,7 @@ def main() -> None:
             print(problem, file=sys.stderr)
             sys.exit(2)
         _claimed_main(args)
-    except Stopped as exc:  # SIGTERM / SIGINT while training (pfl.engine.faults)
+    except Stopped as exc:  # SIGTERM / SIGINT / SIGHUP while training (pfl.engine.faults)
         print(stopped_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume

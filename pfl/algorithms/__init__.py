@@ -10,6 +10,7 @@ from pfl.algorithms.fedavg import FedAvg, FedSGD, Reptile
 from pfl.algorithms.fedavg_ft import FedAvgFT
 from pfl.algorithms.fedbabu import FedBABU
 from pfl.algorithms.fedbn import FedBN
+from pfl.algorithms.fedcp import FedCP
 from pfl.algorithms.feddbe import FedDBE
 from pfl.algorithms.fedmeta import FedMeta
 from pfl.algorithms.fedpac import FedPAC
@@ -40,6 +41,7 @@ __all__ = [
     "FedAvgFT",
     "FedBABU",
     "FedBN",
+    "FedCP",
     "FedDBE",
     "FedMeta",
     "FedPAC",

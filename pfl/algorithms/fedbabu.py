@@ -34,7 +34,7 @@ from pfl.config.settings import integer, one_of, setting, text
 @dataclass
 class FedBABU(Algorithm):
     local_epochs: int = setting(1, integer(ge=1))  # E: epochs of body updates per round
-    head: str = setting("head", text("head"))  # prefix of the frozen head (emnist_cnn/small_cnn: fc2)
+    head: str = setting("head", text("head"))  # prefix of the frozen head (every shipped model: head)
     finetune: str = setting("head", one_of("head", "all"))  # personalization: head | all
 
     def client_update(self, local, sent, data, key, state=None):

@@ -36,7 +36,7 @@ from torch.func import grad_and_value
 
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
-from pfl.algorithms.head_split import HeadSplit
+from pfl.algorithms.head_split import HeadSplit, linear_head_weight
 from pfl.config.errors import check
 from pfl.execution import StepLoop
 from pfl.config.settings import integer, number, setting
@@ -57,16 +57,13 @@ class FedDBE(Algorithm):
     momentum: float = setting(1.0, number(gt=0, le=1))  # μ: weight of the batch in the running mean
     head: ClassVar[str] = "head"
 
-    @staticmethod
-    def _dim(params) -> int:
-        return params["head.weight"].shape[-1]
-
     def init_server_state(self, global_params, num_clients=None, rounds=None):
-        w = global_params["head.weight"]
-        return {"consensus": w.new_zeros(self._dim(global_params)), "ready": torch.zeros((), dtype=torch.bool)}
+        w = linear_head_weight(global_params, self.head)
+        return {"consensus": w.new_zeros(w.shape[-1]), "ready": torch.zeros((), dtype=torch.bool)}
 
     def init_client_state(self, global_params):
-        return {PRBM: global_params["head.weight"].new_zeros(self._dim(global_params))}
+        w = linear_head_weight(global_params, self.head)
+        return {PRBM: w.new_zeros(w.shape[-1])}
 
     def broadcast(self, global_params, key, server_state):
         return {**global_params, "dbe.consensus": server_state["consensus"], "dbe.ready": server_state["ready"]}

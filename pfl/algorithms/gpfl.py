@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
-from pfl.algorithms.head_split import HeadSplit, split_by_prefix
+from pfl.algorithms.head_split import HeadSplit, linear_head_weight, split_by_prefix
 from pfl.config.settings import integer, number, setting
 
 GCE, P, PROPS = "gpfl.gce", "gpfl.p", "gpfl.props"
@@ -63,7 +63,7 @@ class GPFL(Algorithm):
     head: ClassVar[str] = "head"
 
     def init_global(self, model_params):
-        w = model_params["head.weight"]
+        w = linear_head_weight(model_params, self.head)
         (c, d), b = w.shape, 1 / math.sqrt(w.shape[1])
         extra = {GCE: torch.randn(c, d, device=w.device)}
         for name in ("gamma", "beta"):

@@ -1,8 +1,7 @@
 """A model seen as encoder f and classifier head h, split by parameter-name prefix.
 
 `algorithm.head=head` names the submodule that maps the representation z to
-the logits (`pfl.models.*` call it `head`; for EmnistCNN/SmallCNN it is
-`fc2`). The head must be the last thing the model's forward applies
+the logits (every model in pfl.models calls it `head`). The head must be the last thing the model's forward applies
 (logits = head(z)). Features are read functionally: a forward pre-hook on the
 head captures its input and stops the forward pass, so any model works
 without a `features` method, in a loop or under vmap.
@@ -80,3 +79,12 @@ def split_by_prefix(params: Params, prefix: str) -> tuple[Params, Params]:
 def check_head(task: Task, prefix: str) -> None:
     """ConfigError unless `prefix` names a submodule of the task's model (HeadSplit's check)."""
     HeadSplit(task, prefix)
+
+
+def linear_head_weight(params: Params, prefix: str = "head") -> Tensor:
+    """The [classes, d] weight of a linear head `prefix` (server-side hooks that size extra tensors by it);
+    ConfigError when the parameters have none."""
+    name = prefix + ".weight"
+    check(name in params and params[name].dim() == 2, "model", f"last parameters {list(params)[-2:]}",
+          f"a model whose last layer is a linear `{prefix}` (logits = {prefix}(z))")
+    return params[name]

@@ -24,7 +24,10 @@ Defaults: k = 10 neighbours and the Euclidean feature distance (the paper's setu
 the paper tunes λ per client on local validation data, here one λ for every
 client (`lam`, 0.5: our choice); σ = 1 (the paper fixes no value: our choice).
 Bytes: FedAvg's (the memory never leaves the client). Sequence tasks store one
-entry per counted position.
+entry per counted position. The search is exact (no approximate index): one client
+holds a test-positions × memory-entries distance matrix, which is small for image
+clients (FEMNIST: ~50 × ~200) but large for character-level sequence clients
+(positions × positions); there lower `engine.eval_chunk_size`.
 """
 
 from __future__ import annotations

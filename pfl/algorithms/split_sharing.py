@@ -20,7 +20,7 @@ from pfl.task import Params
 @dataclass
 class SplitSharing(Algorithm):
     local_epochs: int = setting(1, integer(ge=1))  # E
-    head: str = setting("head", text("head"))  # prefix of the head's parameters (emnist_cnn/small_cnn: fc2)
+    head: str = setting("head", text("head"))  # prefix of the head's parameters (every shipped model: head)
     personal: ClassVar[str] = "head"  # "head" (FedPer) or "body" (LG-FedAvg): the part a client keeps
 
     def _parts(self, params: Params) -> tuple[Params, Params]:

@@ -26,6 +26,7 @@ from pfl.engine.progress import RoundProgressBar
 from pfl.engine.replicas import combine_summaries
 from pfl.engine.stop_signal import StopOnSignal
 from pfl.engine.summary import summarize
+from pfl.models import current_name
 
 log = logging.getLogger("pfl")
 DIVERGED_HINT = "try a smaller client_opt.lr"
@@ -46,12 +47,12 @@ def make_module(exp: Experiment) -> FederatedModule:
         eval_every=exp.eval_every, seed=exp.run.seed, eval_chunk_size=exp.eval_chunk_size,
         local_cache_dir=exp.local_cache_dir, replicas=exp.replicas)
     if exp.init_from:
-        loaded = load_global_params(exp.init_from)
+        own = module.params()
+        loaded = {(k if k in own else current_name(k)): v for k, v in load_global_params(exp.init_from).items()}
         bad = next((k for k, v in loaded.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
         if bad is not None:
             raise ConfigError("init_from", exp.init_from, f"a checkpoint with finite weights (its tensor {bad} holds "
                               "NaN or inf: the run it comes from had diverged)")
-        own = module.params()
         if set(loaded) != set(own) or any(loaded[k].shape != own[k].shape for k in own):
             raise ConfigError("init_from", exp.init_from, "a checkpoint of the same model and algorithm family")
         with torch.no_grad():  # every replica starts from it, as a separate run with that seed would

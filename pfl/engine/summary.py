@@ -42,7 +42,7 @@ def _local_baseline(row: dict, pop: str) -> dict | None:
 
 
 def summarize(run: RunInfo, module, backend: str, device, wall_time: float) -> dict:
-    epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
+    epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (local-only: its epochs)
     row = module.history[-1] if module.history else {}
     p = module.personalization
     target = float(p.target_accuracy)
@@ -50,9 +50,8 @@ def summarize(run: RunInfo, module, backend: str, device, wall_time: float) -> d
     top = _population_summary(row, head, epochs)
     rtt, resolution = rounds_to_targets(module, target)
     rounds = module.total_rounds
-    stage_names = [s.name for s in module.stages]
     return {
-        "algorithm": "+".join(stage_names),
+        "algorithm": run.algorithm,  # the configured names: FedAvg-FT's two stages are one method, fedavg_ft
         "dataset": run.dataset,
         "model": run.model,
         "rounds": rounds,

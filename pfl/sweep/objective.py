@@ -75,7 +75,7 @@ def never_produced(cfg, path: str) -> str | None:
 
 
 def _report_epochs(cfg) -> set[int]:
-    """personalization.epochs and the epochs the run's algorithm(s) add (FedAvg-FT's K)."""
+    """personalization.epochs and the epochs the run's algorithm(s) add (the local-only baseline's)."""
     from pfl.config import build
 
     nodes = [cfg.algorithm] if cfg.get("stages") is None else [s.algorithm for s in cfg.stages]

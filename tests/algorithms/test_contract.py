@@ -51,14 +51,16 @@ SETTINGS: dict[str, dict] = {
     # GPFL: φ + GCE (10·64 floats) + CoV (2·(64·64 + 3·64) floats), no head: 7976 + 2560 + 34304 - 2600 B
     "gpfl": {"extra_down": 34264, "extra_up": 34264},
     "fedala": {"overrides": ["algorithm.start_epochs=2"]},  # 10 ALA passes per round cost 3x the run's time
-    # prototypes instead of the model: 10 classes x 64 features float32 (2560 B), + 10 bool flags down, + 10 float32
-    # counts up
     # a small hypernetwork and few inner steps (the defaults, 50 steps and H = 100, take ~4x the time)
     "pfedhn": {"overrides": ["algorithm.local_steps=5", "algorithm.hidden=8", "algorithm.n_hidden=1"]},
     # the body and the client's own head down with the prototypes (+ flags); up the body, the head, prototypes
     # (+ counts) and the statistics h (10 x 64 float32) and V (one float32)
     "fedpac": {"extra_down": 2560 + 10, "extra_up": 2560 + 40 + 2560 + 4, "overrides": ["algorithm.body_epochs=1"]},
+    # prototypes instead of the model: 10 classes x 64 features float32 (2560 B), + 10 bool flags down, + 10 float32
+    # counts up
     "fedproto": {"extra_down": 2570 - 7976, "extra_up": 2600 - 7976},
+    # the CPN (Linear(64, 128) + LayerNorm(128): 8576 floats = 34304 B) both ways; up without the global head's bias
+    "fedcp": {"extra_down": 34304, "extra_up": 34304 - 40},
     "afml": {"extra_up": 5376},  # Alg. 1's g_g = ∇τ: two values (mean, σ) per body weight up
 }
 

@@ -96,3 +96,16 @@ def test_the_personalized_model_adds_the_bias_before_the_head():
 def test_vmap_equals_sequential():
     task, params, data, local = _setup(seed=3)
     assert_backends_agree(FedDBE(local_epochs=2, momentum=0.5, kappa=2.0), local, params, data, _prbm(3), _server(True))
+
+
+def test_a_model_without_a_linear_head_is_refused_in_one_line():
+    import pytest
+
+    from pfl.config.errors import ConfigError
+    from pfl.models.cnn import SmallCNN
+
+    params = Task(SmallCNN(3)).init_params()
+    if "head.weight" in params:  # the models' last layer is called head everywhere
+        params = {("fc9" + k[4:] if k.startswith("head.") else k): v for k, v in params.items()}
+    with pytest.raises(ConfigError, match="a linear `head`"):
+        FedDBE().init_server_state(params)

@@ -15,7 +15,7 @@ PFL = Path(__file__).resolve().parents[2] / "pfl"
 DECLARATIONS = {"pfl.config.errors", "pfl.config.settings", "pfl.config.resources", "pfl.config.sweep"}
 CORE = ("pfl.task", "pfl.rng", "pfl.aggregate", "pfl.optim", "pfl.execution", "pfl.chunking", "pfl.models",
         "pfl.data", "pfl.algorithms", "pfl.evaluation")
-TOP = ("pfl.run", "pfl.cli", "pfl.sweep", "pfl.bench", "pfl.report", "pfl.__main__")
+TOP = ("pfl.run", "pfl.cli", "pfl.sweep", "pfl.bench", "pfl.report", "pfl.__main__", "pfl.hydra_plugin")
 
 
 def layer(module: str) -> int:

@@ -61,9 +61,11 @@ def test_two_ranks_equal_one_process_and_resume_across_world_sizes(tmp_path):
     assert (one / "metrics.csv").read_text() .count("\n") == (tmp_path / "one" / "metrics.csv").read_text().count("\n")
 
 
-# server-side per-client parameters: pFedHN's embeddings, one generated model per client through broadcast_each
-# (each rank computes its share of the clients with its rows), the server step reading updates.ids
-PER_CLIENT = {"pfedhn": ["algorithm.local_steps=5", "algorithm.hidden=8", "algorithm.n_hidden=1"]}
+# server-side per-client parameters read through broadcast_each (each rank computes its share of the clients with
+# their rows) and written by a server step that reads updates.ids: pFedHN's embeddings (one generated model per
+# client), FedPAC's per-client classifiers (combined from every rank's uploads)
+PER_CLIENT = {"pfedhn": ["algorithm.local_steps=5", "algorithm.hidden=8", "algorithm.n_hidden=1"],
+              "fedpac": ["algorithm.body_epochs=1"]}
 
 
 @pytest.mark.slow

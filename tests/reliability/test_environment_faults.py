@@ -14,7 +14,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from pfl.engine import hooks
+from pfl.config import hooks
 from tests.cli.test_bad_input import DATA_FREE, _leaf, cli, one_error_line
 from tests.helpers import TINY
 

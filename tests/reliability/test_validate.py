@@ -98,3 +98,11 @@ def test_check_data_on_a_data_set_from_outside_the_loaders():
     bad.train.test.counts = torch.tensor([3])  # one client's test examples missing from the pairing
     with pytest.raises(DataError, match="must pair up"):
         check_data(bad)
+
+
+def test_population_without_test_examples():  # found by the property suite: an IndexError in the evaluation
+    x = torch.zeros(3, 2)
+    y = torch.zeros(3, dtype=torch.long)
+    pop = Population.from_clients(["a", "b"], [x, x], [y, y], [x[:0], x[:0]], [y[:0], y[:0]])
+    with pytest.raises(DataError, match="none of its 2 training clients has test examples"):
+        check_data(FederatedData("custom", pop, pop.subset([1]), num_classes=4))

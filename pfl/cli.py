@@ -30,13 +30,21 @@ def _groups() -> dict[str, list[str]]:
     return out
 
 
-def explain(exc: BaseException, keys_of=None) -> str:
+def explain(exc: BaseException, keys_of=None, conf_dirs: list[Path] | None = None) -> str:
     """One line for a composition or validation error. `keys_of(parent)`: the valid keys under
     `parent` ("" for the top level), for a "did you mean" suggestion on an unknown key."""
+    from pfl import cli_errors
     from pfl.config.errors import ConfigError, UnknownSetting
 
     if isinstance(exc, ConfigError):
         return f"error: {exc}"
+    structural = (cli_errors.parse_error(exc) or cli_errors.missing_option(exc, _groups())
+                  or cli_errors.yaml_error(exc))
+    if structural:
+        return structural
+    in_file = cli_errors.in_config_file(exc, [*(conf_dirs or []), Path(CONF_DIR)])
+    if in_file:  # a config file's own mistake: the line for it, and where it is
+        return explain(RuntimeError(in_file[0]), keys_of) + f" (in {in_file[1]})"
     msg = str(exc)
     cause = exc.__cause__
     while cause is not None:  # Hydra wraps the informative error ("Error merging override ...")
@@ -48,10 +56,13 @@ def explain(exc: BaseException, keys_of=None) -> str:
         opts = _groups().get(group, [])
         return f"error: {group}={value} is not an option; choose one of: {', '.join(opts)}"
     m = re.search(r"Could not override '([^']+)'", msg)
-    if m or "not in struct" in msg:
-        key = m.group(1) if m else re.search(r"Key '([^']+)'", msg).group(1)
+    in_node = re.search(r"Key '[^']+' not in '[^']*'\s+full_key: (\S+)", msg)  # set by a config file
+    if m or in_node or "not in struct" in msg:
+        key = m.group(1) if m else in_node.group(1) if in_node else re.search(r"Key '([^']+)'", msg).group(1)
         parent = key.rsplit(".", 1)[0] if "." in key else ""
         candidates = (keys_of(parent) if keys_of else None) or []
+        if parent == "trainer":  # any pl.Trainer argument is accepted with a +
+            return "error: " + trainer_key_line(key, candidates)
         return f"error: {UnknownSetting(key, None, candidates, listing(parent))}"
     m = re.search(r"Value '([^']*)'.*could not be converted to (\w+)", msg)
     if m:
@@ -72,6 +83,21 @@ def explain(exc: BaseException, keys_of=None) -> str:
     return f"error: {first}"
 
 
+def trainer_key_line(key: str, keys: list[str]) -> str:
+    """`trainer.max_epoch`: not one of trainer's keys; the nearest pl.Trainer argument, given with a +."""
+    from pfl.config.errors import closest
+    from pfl.schema_cache import trainer_arguments
+
+    leaf = key.split(".", 1)[1]
+    near = closest(leaf, keys)
+    if near:
+        return f"unknown setting '{key}'; did you mean 'trainer.{near}'? ({listing('trainer')})"
+    arg = closest(leaf, trainer_arguments())
+    hint = f"did you mean '+trainer.{arg}=...'? " if arg else ""
+    return (f"unknown setting '{key}'; {hint}trainer's keys are {', '.join(keys) or 'listed by --cfg job'}; "
+            f"any other pl.Trainer argument is given with a +: +trainer.NAME=VALUE")
+
+
 def listing(parent: str) -> str:
     """Where the valid keys under `parent` are listed."""
     if parent:
@@ -86,13 +112,17 @@ def _keys_of(compose, overrides: list[str]):
         from omegaconf import DictConfig
 
         groups = _groups()
-        try:
-            node = compose("config", overrides=[o for o in overrides if o.partition("=")[0].lstrip("+~") in groups])
-            for part in filter(None, parent.split(".")):
-                node = node[int(part)] if part.isdigit() else node[part]
-        except Exception:  # noqa: BLE001 - no suggestion then
-            return []
-        return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        choices = [o for o in overrides if o.partition("=")[0].lstrip("+~") in groups]
+        # without the experiment too: the bad key may be in the preset's own file
+        for attempt in (choices, [o for o in choices if o.partition("=")[0].lstrip("+~") != "experiment"]):
+            try:
+                node = compose("config", overrides=attempt)
+                for part in filter(None, parent.split(".")):
+                    node = node[int(part)] if part.isdigit() else node[part]
+            except Exception:  # noqa: BLE001 - no suggestion then
+                continue
+            return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        return []
 
     return keys_of
 
@@ -111,7 +141,7 @@ def _plain_overrides(args: list[str]) -> list[list[str]] | None:
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
                  "--version", "--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn") or
            a.startswith(("--info", "--config-dir=", "--config-path=", "--config-name=")) for a in args):
-        return None
+        return None  # (precheck takes --config-dir out first: config_dir_of)
     groups = set(_groups())
     fixed, swept = [], []
     for a in args:
@@ -142,19 +172,25 @@ def precheck(args: list[str]) -> str | None:
     from pfl import stage_overrides
     from pfl.schema_cache import register
 
+    user_dir, args = config_dir_of(args)
     jobs = _plain_overrides(args)
     if jobs is None:
         return None
     register()  # the schemas, from the cache when it has them: a composition error costs no torch import
+    searched = [f"hydra.searchpath=[{Path(user_dir).resolve().as_uri()}]"] if user_dir else []
+    dirs = [Path(user_dir).resolve()] if user_dir else []
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            def compose_with(name, overrides):  # the user's --config-dir searched too
+                return compose(name, overrides=searched + list(overrides))
+
             composed = []
             for overrides in jobs:  # every job composes first ...
                 try:
-                    composed.append(compose("config", overrides=overrides))
+                    composed.append(compose_with("config", overrides))
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    return _job_error(exc, compose, overrides, len(jobs))
+                    return _job_error(exc, compose_with, overrides, len(jobs), dirs)
                 ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
                 if ignored:
                     return ignored
@@ -164,16 +200,16 @@ def precheck(args: list[str]) -> str | None:
                 try:
                     validate(cfg)
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    return _job_error(exc, compose, overrides, len(jobs))
+                    return _job_error(exc, compose_with, overrides, len(jobs), dirs)
     finally:
         GlobalHydra.instance().clear()
     return None
 
 
-def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int) -> str:
+def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int, dirs: list[Path]) -> str:
     which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
     where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
-    return (unselected_group(compose, overrides) or explain(exc, _keys_of(compose, overrides))) + where
+    return (unselected_group(compose, overrides) or explain(exc, _keys_of(compose, overrides), dirs)) + where
 
 
 def unselected_group(compose, overrides: list[str]) -> str | None:
@@ -203,6 +239,19 @@ def unselected_group(compose, overrides: list[str]) -> str | None:
             return (f"error: {group} is not set (dataset={base.hydra.runtime.choices.get('dataset')} names no default "
                     f"{group}); choose one with +{group}=NAME, NAME one of: {', '.join(groups[group])}")
     return None
+
+
+def config_dir_of(args: list[str]) -> tuple[str | None, list[str]]:
+    """(the user's `--config-dir`/`-cd` folder or None, the other arguments)."""
+    rest, found, it = [], None, iter(args)
+    for a in it:
+        if a in ("--config-dir", "-cd"):
+            found = next(it, None)
+        elif a.startswith("--config-dir="):
+            found = a.partition("=")[2]
+        else:
+            rest.append(a)
+    return found, rest
 
 
 def output_dir_problem(args: list[str]) -> str | None:
@@ -404,9 +453,26 @@ def _hydra_main() -> None:
             table = format_table(summary)
             print(table)
             _to_log_files(table)
+            if not _multirun():
+                print(finished_lines(sys.argv[1:], _run_dir()))
         return objective(cfg, summary)
 
     app()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
+
+
+def finished_lines(args: list[str], run_dir: str) -> str:
+    """Where the run's files are, and the command that continues it (e.g. with more rounds)."""
+    import shlex
+
+    keep = [a for a in args if a.lstrip("+~").partition("=")[0] not in ("resume", "hydra.run.dir")]
+    cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "pfl", *keep, "resume=true", f"hydra.run.dir={run_dir}"])
+    return f"run directory: {run_dir}\ncontinue it (e.g. with a larger rounds=): {cmd}"
 
 
 def _to_log_files(text: str) -> None:

@@ -35,7 +35,8 @@ from pathlib import Path
 FEMNIST = Path(os.environ.get("PFL_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) \
     / "leaf_femnist_niid05"
 ALGORITHMS = ["fedavg_ft", "perfedavg", "apfl", "afml", "fedmeta"]
-BASELINES = ["fedavg", "fedavg_ft", "fedprox", "scaffold", "ditto", "pfedme", "fedper", "fedrep", "fedbabu", "lg_fedavg"]
+BASELINES = ["fedavg", "fedavg_ft", "fedprox", "scaffold", "ditto", "pfedme", "fedper", "fedrep", "fedbabu", "lg_fedavg",
+             "fedbn", "fedala", "fedrod", "feddbe", "fedas", "gpfl", "knn_per", "fedproto", "pfedhn", "fedpac", "fedcp"]
 ZETAS = [0.1, 0.3, 0.5, 0.7, 0.9]
 # the shared LEAF FEMNIST sample through the library's loader: first 80 writers train, 25 held out,
 # ink = 1 (dataset.invert), MLP 784-128-62; ζ-permuted clients shift their characters (CHARACTER_AUGMENT)

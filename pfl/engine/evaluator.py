@@ -23,6 +23,7 @@ from torch import Tensor
 
 from pfl import rng
 from pfl.engine import names
+from pfl.engine.eval_line import eval_line
 from pfl.engine.replicas import combine_rows
 from pfl.evaluation.fairness import beats_local, local_reference
 from pfl.evaluation.personalize import PersonalizationResult, personalize
@@ -188,12 +189,8 @@ class Evaluator:
         if self.m.on_evaluation is not None:
             self.m.on_evaluation(r, row, self.m.reps[0].last_eval["results"])
         self.m._log_row(row, r)
-        prefix = names.PREFIX[p.headline] + "/"
-        shown = {k.replace(prefix, ""): v for k, v in row.items()
-                 if k.startswith(prefix) and isinstance(v, float) and "frac" not in k}
-        _info(f"round {r}: {names.PREFIX[p.headline]} " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items())
-              + (f" (mean of {len(self.m.reps)} replicas)" if len(self.m.reps) > 1 else "")
-              + f" (evaluation {row[names.EVAL_S]:.1f} s)")
+        _info(eval_line(r, names.PREFIX[p.headline], rows, len(plans[0].get(p.headline, [])),
+                        len(self.eval_clients(p.headline, 0)), row[names.EVAL_S]))  # sample size, ± std over replicas
         return row
 
     def _evaluate(self, r: int, replica: int, plan: dict, row: dict, tick, epochs: int) -> tuple[dict, dict]:

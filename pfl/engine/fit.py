@@ -6,6 +6,8 @@ run's files are written by the caller (pfl.run.write_outputs) from `Fitted`.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import time
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pfl.config.errors import ConfigError
 from pfl.engine.checkpoint import RoundCheckpoint, load_global_params, resume_point
@@ -83,8 +86,8 @@ def fit(exp: Experiment, run_dir: Path, started: float) -> Fitted:
     if trainer.world_size == 1:  # inside an evaluation; with several ranks they agree between rounds only
         module.interrupt_check = stopper.check
     try:
-        with stopper:
-            trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
+        with stopper, (logging_redirect_tqdm() if t.progress_bar else contextlib.nullcontext()):
+            trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)  # log lines above the bar, not into it
     except Diverged as exc:
         exc.checkpoint = ckpt_cb.last if ckpt_cb.saved_round is not None else ""
         exc.checkpoint_round, exc.hint = ckpt_cb.saved_round, DIVERGED_HINT

@@ -86,7 +86,7 @@ def explain(exc: BaseException, keys_of=None, conf_dirs: list[Path] | None = Non
 def trainer_key_line(key: str, keys: list[str]) -> str:
     """`trainer.max_epoch`: not one of trainer's keys; the nearest pl.Trainer argument, given with a +."""
     from pfl.config.errors import closest
-    from pfl.schema_cache import trainer_arguments
+    from pfl.config.schema_cache import trainer_arguments
 
     leaf = key.split(".", 1)[1]
     near = closest(leaf, keys)
@@ -169,8 +169,8 @@ def precheck(args: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from pfl import stage_overrides
-    from pfl.schema_cache import register
+    from pfl.config import stage_overrides
+    from pfl.config.schema_cache import register
 
     user_dir, args = config_dir_of(args)
     jobs = _plain_overrides(args)
@@ -358,7 +358,7 @@ def main() -> None:
 def _fast_help(args: list[str]) -> bool:
     """`--help` with overrides: printed from one composition (pfl.cli_help); False: left to Hydra."""
     from pfl.cli_help import app_help, fast_help_applies
-    from pfl.schema_cache import register
+    from pfl.config.schema_cache import register
 
     if not fast_help_applies(args):
         return False
@@ -411,7 +411,7 @@ def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from pfl.schema_cache import register
+    from pfl.config.schema_cache import register
 
     register()  # from the cache when it has them: --help, --cfg, --info and completion import no torch
 

@@ -296,7 +296,7 @@ def validate(cfg: DictConfig) -> None:
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     _check_replicas(cfg)
     if cfg.get("sweep") is not None:
-        from pfl.sweep.objective import check_objectives
+        from pfl.config.objectives import check_objectives
 
         # one line for a misspelt key or a bad value; an objective that no trial can produce: refused before the first
         check_objectives(cfg, SweepSettings.from_cfg(cfg.sweep).objectives)

@@ -56,7 +56,7 @@ def fingerprint(conf_dir: Path) -> str:
     from importlib import metadata
 
     h = hashlib.sha256(f"{FORMAT} {sys.version}".encode())
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(__file__).resolve().parents[1]  # the whole pfl package
     for root, pattern in ((pkg, "*.py"), (conf_dir, "*.yaml")):
         for path in sorted(root.rglob(pattern)):
             h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")

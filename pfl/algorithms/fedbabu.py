@@ -40,7 +40,7 @@ class FedBABU(Algorithm):
     def client_update(self, local, sent, data, key, state=None):
         check_head(local.task, self.head)
         body, head = split_by_prefix(sent, self.head)
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train(body, data, key, steps, loss=_with_fixed(local.task.loss, head))
         return ClientUpdate(model_delta(body, new), examples_weight(data), {"loss": loss})
 

@@ -45,7 +45,7 @@ class FedRep(Algorithm):
     head: str = setting("head", text("head"))  # prefix of the head (every shipped model: head)
 
     def epochs(self, local, e):
-        return lambda n: e * local.batches_per_epoch(n)
+        return local.epochs(e)
 
     def init_client_state(self, global_params):
         return {k: v.detach().clone() for k, v in split_by_prefix(global_params, self.head)[1].items()}

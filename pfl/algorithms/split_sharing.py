@@ -36,7 +36,7 @@ class SplitSharing(Algorithm):
 
     def client_update(self, local, sent, data, key, state=None):
         check_head(local.task, self.head)
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train({**sent, **state}, data, key, steps)
         shared, personal = self._parts(new)
         return ClientUpdate(model_delta(sent, shared), examples_weight(data), {"loss": loss}, personal)

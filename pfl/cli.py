@@ -25,6 +25,9 @@ from pfl.config.explain import _groups, _keys_of, explain, listing, trainer_key_
 
 
 
+MAX_PRECHECK_JOBS = 32
+
+
 def _plain_overrides(args: list[str]) -> list[list[str]] | None:
     """The override lists to pre-check, or None when Hydra should handle argv alone.
 

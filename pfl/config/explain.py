@@ -120,9 +120,6 @@ def _keys_of(compose, overrides: list[str]):
     return keys_of
 
 
-MAX_PRECHECK_JOBS = 32
-
-
 def unselected_group(compose, overrides: list[str]) -> str | None:
     """An error line when a config group is given (`model=mlp`) or needed but nothing in the composed
     defaults selects it: a data set whose YAML names no default model. Read from the composed config's

@@ -116,16 +116,17 @@ def plan(case: str, args, train, held) -> dict:
         ids = sample_roles(counts, args.heldout or 4)
         flops = sum(eval_flops(int(counts[i]), int(tests[i])) for i in ids)
         full = sum(eval_flops(int(n), int(m)) for n, m in zip(counts, tests))
-        smallest = min(ids, key=lambda i: int(counts[i]))
+        # untimed warm-up: the smallest role with a full batch (kernel set-up for batch 20 happens there)
+        warm = min((i for i in range(len(counts)) if int(counts[i]) >= BATCH), key=lambda i: int(counts[i]))
         return {"work": ids, "sizes": [int(counts[i]) for i in ids], "flops": flops, "full_flops": full,
-                "warmup": [smallest], "roles": len(counts)}
+                "warmup": [warm], "roles": len(counts)}
     counts = train.train.counts
     cohorts = round_cohorts(len(counts), args.cohort or 5, args.rounds)
     epochs = args.epochs
     flops = sum(epochs * 3 * int(counts[i]) * row_flops() for c in cohorts for i in c)
-    smallest = int(torch.argmin(counts))
+    warm = min((i for i in range(len(counts)) if int(counts[i]) >= BATCH), key=lambda i: int(counts[i]))
     return {"work": cohorts, "sizes": [sum(int(counts[i]) for i in c) for c in cohorts], "flops": flops,
-            "warmup": [[smallest]], "epochs": epochs, "cohort": args.cohort or 5}
+            "warmup": [[warm]], "epochs": epochs, "cohort": args.cohort or 5}
 
 
 def _measure(case: str, arm: str, p: dict, args, tmp: Path, tag: str) -> float:

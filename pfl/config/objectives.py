@@ -1,9 +1,14 @@
-"""Sweep objectives checked before a sweep starts: a metric the configured run can never produce is refused
-(`check_objectives`, called by validation), so that no trial is spent on it."""
+"""A sweep's objectives that no trial can produce, refused at start-up (`validate` calls `check_objectives`).
+
+A name with "/" (`heldout/pers_acc_5`) is judged from the configuration: its metric family exists,
+the personalization epochs it names are reported, the population and the local-only baseline it
+needs are evaluated. pfl.sweep.objective reads the values out of a finished run's summary.
+"""
 
 from __future__ import annotations
 
-FAMILIES = ("heldout", "train_clients", "tracked", "train", "server", "bytes", "time", "eval", "stage")  # metric name prefixes
+
+FAMILIES = ("heldout", "train_clients", "tracked", "train", "server", "bytes", "time", "eval", "stage")
 
 
 def never_produced(cfg, path: str) -> str | None:
@@ -32,7 +37,7 @@ def never_produced(cfg, path: str) -> str | None:
 
 
 def _report_epochs(cfg) -> set[int]:
-    """personalization.epochs and the epochs the run's algorithm(s) add (the local-only baseline's)."""
+    """personalization.epochs and the epochs the run's algorithm(s) add (FedAvg-FT's K)."""
     from pfl.config import build
 
     nodes = [cfg.algorithm] if cfg.get("stages") is None else [s.algorithm for s in cfg.stages]

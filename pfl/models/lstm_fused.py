@@ -12,8 +12,8 @@ layer (`pfl.models.lstm.LSTMLayer` with fused=False, the reference).
 Used under torch.func.vmap and where oneDNN does not apply (pfl.models.lstm_onednn covers CPU
 float32 outside vmap). Why: autograd records ~12 small ops per step and layer (and runs ~20 in the backward),
 each paying dispatch and, under torch.func, transform overhead, while one step's matmul
-at batch 20 is only ~10 MFLOP. Here the forward runs 6 ops per step into preallocated
-outputs (no torch.stack of a list), and the backward 8 per step; every derivative that
+at batch 20 is only ~10 MFLOP. Here the forward runs 8 ops per step into preallocated
+outputs (no torch.stack of a list), and the backward 6 per step; every derivative that
 does not depend on the step order is computed for all steps at once, and the weight
 gradient is one [4H x B*T] x [B*T x H] matmul after the loop instead of one per step.
 

@@ -46,4 +46,5 @@ def read(cfg, summary: dict):
     return values[0] if len(values) == 1 else values
 
 
-from pfl.config.objectives import FAMILIES, check_objectives, never_produced  # noqa: E402,F401 - checked before a sweep
+# what the config check refuses before the first trial lives with the config (pfl.config.objectives)
+from pfl.config.objectives import FAMILIES, check_objectives, never_produced  # noqa: E402,F401

@@ -26,9 +26,10 @@ from tests.reliability.fuzz import (NUMBERS, TRIED, check_outcome, cli_value, h5
                                     run_main, write_h5, write_leaf)
 
 # no shrinking: a case costs up to a second of CPU, and the failing case is printed as generated
-FAST = settings(max_examples=3, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
+FAST = settings(max_examples=2, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
-SOAK = settings(max_examples=int(os.environ.get("PFL_SOAK_EXAMPLES", "150")), deadline=None, database=None, phases=[Phase.generate],
+SOAK = settings(max_examples=int(os.environ.get("PFL_SOAK_EXAMPLES", "40")), deadline=None, database=None,
+                phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
 
 LEAF = DATA_FREE + ["dataset=femnist_leaf", "dataset.train_clients=3", "model=mlp", "rounds=1", "eval_every=1",
@@ -129,7 +130,7 @@ def test_generated_damaged_h5(spec):
     prop_h5(spec)
 
 
-@settings(FAST, max_examples=2)
+@settings(FAST, max_examples=1)
 @given(**RESUME)
 def test_generated_damaged_state_on_resume(finished, target, frac, junk):
     prop_resume(finished, target, frac, junk)

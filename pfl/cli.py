@@ -20,81 +20,9 @@ from pfl.config.resources import CONF_DIR as _CONF, SWEEPS_DIR
 CONF_DIR = str(_CONF)  # the configs: in the installed package, or conf/ of a checkout (pfl.config.resources)
 log = logging.getLogger("pfl")
 
-
-def _groups() -> dict[str, list[str]]:
-    out = {}
-    for d in sorted(Path(CONF_DIR).iterdir()):
-        if d.is_dir():
-            out[d.name] = sorted(p.stem for p in d.glob("*.yaml"))
-    out["sweep"] = sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))  # the `sweep` group (pfl.sweep.definitions)
-    return out
+from pfl.config.explain import _groups, _keys_of, explain, listing, trainer_key_line, unselected_group  # noqa: E402,F401 - one-line errors
 
 
-def explain(exc: BaseException, keys_of=None) -> str:
-    """One line for a composition or validation error. `keys_of(parent)`: the valid keys under
-    `parent` ("" for the top level), for a "did you mean" suggestion on an unknown key."""
-    from pfl.config.errors import ConfigError, UnknownSetting
-
-    if isinstance(exc, ConfigError):
-        return f"error: {exc}"
-    msg = str(exc)
-    cause = exc.__cause__
-    while cause is not None:  # Hydra wraps the informative error ("Error merging override ...")
-        msg += "\n" + str(cause)
-        cause = cause.__cause__
-    m = re.search(r"Could not find '([\w/]+)/([^']+)'", msg)
-    if m:
-        group, value = m.group(1), m.group(2)
-        opts = _groups().get(group, [])
-        return f"error: {group}={value} is not an option; choose one of: {', '.join(opts)}"
-    m = re.search(r"Could not override '([^']+)'", msg)
-    if m or "not in struct" in msg:
-        key = m.group(1) if m else re.search(r"Key '([^']+)'", msg).group(1)
-        parent = key.rsplit(".", 1)[0] if "." in key else ""
-        candidates = (keys_of(parent) if keys_of else None) or []
-        return f"error: {UnknownSetting(key, None, candidates, listing(parent))}"
-    m = re.search(r"Value '([^']*)'.*could not be converted to (\w+)", msg)
-    if m:
-        key = re.search(r"full_key: (\S+)", msg)
-        kind = {"float": "a number", "integer": "an integer", "boolean": "true or false"}.get(m.group(2).lower(), m.group(2))
-        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected {kind}"
-    if "is not a subclass of SweepSettings" in msg:
-        return ("error: +sweep=NAME names no sweep definition; choose one of: " + ", ".join(_groups()["sweep"]))
-    m = re.search(r"Value '([^']*)' is not a valid bool", msg)
-    if m:
-        key = re.search(r"full_key: (\S+)", msg)
-        return f"error: {key.group(1) if key else '?'}={m.group(1)} is not allowed: expected true or false"
-    m = re.search(r"Invalid value assigned: (\w+) is not a ListConfig, list or tuple", msg)
-    if m:
-        key = re.search(r"full_key: (\S+)", msg)
-        return f"error: {key.group(1) if key else '?'} must be a list, e.g. [a,b]"
-    first = next((ln.strip() for ln in msg.splitlines() if ln.strip()), type(exc).__name__)
-    return f"error: {first}"
-
-
-def listing(parent: str) -> str:
-    """Where the valid keys under `parent` are listed."""
-    if parent:
-        return f"the keys of {parent} are listed by `python -m pfl --cfg job -p {parent}`"
-    return "the top-level keys are listed by `python -m pfl --cfg job`"
-
-
-def _keys_of(compose, overrides: list[str]):
-    """keys_of(parent) for `explain`: the keys of that node in the config composed with the
-    group choices of `overrides` only (the node the user meant, without the bad key)."""
-    def keys_of(parent: str) -> list[str]:
-        from omegaconf import DictConfig
-
-        groups = _groups()
-        try:
-            node = compose("config", overrides=[o for o in overrides if o.partition("=")[0].lstrip("+~") in groups])
-            for part in filter(None, parent.split(".")):
-                node = node[int(part)] if part.isdigit() else node[part]
-        except Exception:  # noqa: BLE001 - no suggestion then
-            return []
-        return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
-
-    return keys_of
 
 
 MAX_PRECHECK_JOBS = 32
@@ -111,7 +39,7 @@ def _plain_overrides(args: list[str]) -> list[list[str]] | None:
     if any(a in ("--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
                  "--version", "--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn") or
            a.startswith(("--info", "--config-dir=", "--config-path=", "--config-name=")) for a in args):
-        return None
+        return None  # (precheck takes --config-dir out first: config_dir_of)
     groups = set(_groups())
     fixed, swept = [], []
     for a in args:
@@ -139,22 +67,28 @@ def precheck(args: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from pfl import stage_overrides
-    from pfl.schema_cache import register
+    from pfl.config import stage_overrides
+    from pfl.config.schema_cache import register
 
+    user_dir, args = config_dir_of(args)
     jobs = _plain_overrides(args)
     if jobs is None:
         return None
     register()  # the schemas, from the cache when it has them: a composition error costs no torch import
+    searched = [f"hydra.searchpath=[{Path(user_dir).resolve().as_uri()}]"] if user_dir else []
+    dirs = [Path(user_dir).resolve()] if user_dir else []
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            def compose_with(name, overrides, **kwargs):  # the user's --config-dir searched too
+                return compose(name, overrides=searched + list(overrides), **kwargs)
+
             composed = []
             for overrides in jobs:  # every job composes first ...
                 try:
-                    composed.append(compose("config", overrides=overrides))
+                    composed.append(compose_with("config", overrides))
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    return _job_error(exc, compose, overrides, len(jobs))
+                    return _job_error(exc, compose_with, overrides, len(jobs), dirs)
                 ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
                 if ignored:
                     return ignored
@@ -164,16 +98,29 @@ def precheck(args: list[str]) -> str | None:
                 try:
                     validate(cfg)
                 except Exception as exc:  # noqa: BLE001 - every failure becomes one line
-                    return _job_error(exc, compose, overrides, len(jobs))
+                    return _job_error(exc, compose_with, overrides, len(jobs), dirs)
     finally:
         GlobalHydra.instance().clear()
     return None
 
 
-def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int) -> str:
+def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int, dirs: list[Path]) -> str:
     which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
     where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
-    return explain(exc, _keys_of(compose, overrides)) + where
+    return (unselected_group(compose, overrides) or explain(exc, _keys_of(compose, overrides), dirs)) + where
+
+
+def config_dir_of(args: list[str]) -> tuple[str | None, list[str]]:
+    """(the user's `--config-dir`/`-cd` folder or None, the other arguments)."""
+    rest, found, it = [], None, iter(args)
+    for a in it:
+        if a in ("--config-dir", "-cd"):
+            found = next(it, None)
+        elif a.startswith("--config-dir="):
+            found = a.partition("=")[2]
+        else:
+            rest.append(a)
+    return found, rest
 
 
 def output_dir_problem(args: list[str]) -> str | None:
@@ -247,10 +194,10 @@ def main() -> None:
     from pfl.engine.faults import Stopped
     from pfl.hydra_plugin import ensure_registered
 
-    ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
-    if _fast_help(args):
-        return
     try:
+        ensure_registered()  # the sweeper and the `sweep` group, from an editable install too
+        if _fast_help(args):
+            return
         problem = precheck(args)
         if problem is None and _plain_overrides(args) is not None:
             problem = output_dir_problem(args)
@@ -258,7 +205,7 @@ def main() -> None:
             print(problem, file=sys.stderr)
             sys.exit(2)
         _claimed_main(args)
-    except Stopped as exc:  # SIGTERM / SIGINT while training (pfl.engine.faults)
+    except Stopped as exc:  # SIGTERM / SIGINT / SIGHUP while training (pfl.engine.faults)
         print(stopped_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
@@ -280,7 +227,7 @@ def main() -> None:
 def _fast_help(args: list[str]) -> bool:
     """`--help` with overrides: printed from one composition (pfl.cli_help); False: left to Hydra."""
     from pfl.cli_help import app_help, fast_help_applies
-    from pfl.schema_cache import register
+    from pfl.config.schema_cache import register
 
     if not fast_help_applies(args):
         return False
@@ -333,7 +280,7 @@ def _hydra_main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from pfl.schema_cache import register
+    from pfl.config.schema_cache import register
 
     register()  # from the cache when it has them: --help, --cfg, --info and completion import no torch
 
@@ -375,9 +322,26 @@ def _hydra_main() -> None:
             table = format_table(summary)
             print(table)
             _to_log_files(table)
+            if not _multirun():
+                print(finished_lines(sys.argv[1:], _run_dir()))
         return objective(cfg, summary)
 
     app()
+
+
+def _run_dir() -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.output_dir
+
+
+def finished_lines(args: list[str], run_dir: str) -> str:
+    """Where the run's files are, and the command that continues it (e.g. with more rounds)."""
+    import shlex
+
+    keep = [a for a in args if a.lstrip("+~").partition("=")[0] not in ("resume", "hydra.run.dir")]
+    cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "pfl", *keep, "resume=true", f"hydra.run.dir={run_dir}"])
+    return f"run directory: {run_dir}\ncontinue it (e.g. with a larger rounds=): {cmd}"
 
 
 def _to_log_files(text: str) -> None:

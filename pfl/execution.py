@@ -84,7 +84,7 @@ class StepLoop:
         """Run `step` count times from `carry`; `n` (the client's example count)
         is needed when `count` is a function of it."""
         bound = self.bound(count)
-        if not callable(count):  # the same count for every client: nothing to mask
+        if not callable(count) or self.n.numel() == 1:  # one count for all, or one client: nothing to mask
             for s in range(bound):
                 carry = step(carry, s)
             return carry

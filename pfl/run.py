@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from pfl.config.experiment import build_experiment, build_stages  # noqa: F401 - build_stages: tests build stages
 from pfl.config.schema import build, validate  # noqa: F401 - build: tests build config nodes through pfl.run
+from pfl.engine.tensorboard_extras import is_tensorboard, log_run_summary
 from pfl.engine.checkpoint import load_global_params  # noqa: F401 - tests read a run's server model
 from pfl.engine.experiment import Experiment
 from pfl.engine.files import write_json
@@ -59,6 +60,8 @@ def write_outputs(exp: Experiment, run_dir: Path, fitted: Fitted) -> dict:
     for lg in fitted.loggers:
         if hasattr(lg, "log_summary"):
             lg.log_summary(summary, run_dir)
+        elif is_tensorboard(lg):  # hparams with the final metrics, the plots, the config
+            log_run_summary(lg, exp.run, summary, run_dir)
     return summary
 
 

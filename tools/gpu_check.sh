@@ -114,7 +114,7 @@ run() {
         echo "== install: no wheels in $WHEELS (tools/gpu_check.sh prepare makes them); using what is installed"
     fi
     export PYTHONPATH=$REPO:$site${PYTHONPATH:+:$PYTHONPATH}
-    step environment 60 env.txt environment
+    step environment 120 env.txt environment
     # -n 8 --dist load: the CUDA tests spread over 8 processes that share the GPU
     local workers=(-n 8 --dist load)
     ((CPU)) && workers=(-n 0)

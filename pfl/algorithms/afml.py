@@ -109,7 +109,7 @@ def normal_like(key: Tensor, like: Params) -> Params:
 
 @dataclass
 class AFML(Algorithm):
-    head: str = setting("head", text("head"))  # prefix of the head's parameter names (emnist_cnn/small_cnn: fc2)
+    head: str = setting("head", text("head"))  # prefix of the head's parameter names (every shipped model: head)
     support_fraction: float = setting(0.8, number(gt=0, lt=1))  # P: support share of a client's examples
     inner_lr: float = setting(0.5, number(gt=0))  # η: inner step on the head (FedMeta's α; see "Step sizes")
     inner_steps: int = setting(1, integer(ge=1))

@@ -63,7 +63,7 @@ class APFL(Algorithm):
 
     def client_update(self, local, params, data, key, state=None):
         joint = {**{W + k: v for k, v in params.items()}, **state}
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731 - E epochs
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train(joint, data, key, steps, loss=self.joint_loss(local.task))
         w = {k[len(W):]: v for k, v in new.items() if k.startswith(W)}
         new_state = {k: v for k, v in new.items() if k.startswith(V)}

@@ -20,7 +20,7 @@ average) and momentum or Adam act on the same quantity.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -67,6 +67,20 @@ class Algorithm(Settings):
     round_unit: str = "round"
     #: False for a non-federated baseline (the centralized one): W&B job_type "centralized"
     federated: bool = True
+    #: True when Δ is the weighted mean of the updates and the server step reads Δ only (the default
+    #: `aggregate` and `server_update`): the engine may then sum Δ as clients finish instead of stacking
+    #: every client's update (pfl.engine.round). Derived for each subclass from whether it keeps both
+    #: methods; a class may set it False itself, and may not set it True while overriding either.
+    mean_of_updates: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        keeps = cls.aggregate is Algorithm.aggregate and cls.server_update is Algorithm.server_update
+        declared = cls.__dict__.get("mean_of_updates")
+        if declared is None:
+            cls.mean_of_updates = keeps
+        elif declared and not keeps:
+            raise TypeError(f"{cls.__name__}: mean_of_updates=True, but it overrides aggregate or server_update")
 
     # -- what the server holds and sends ----------------------------------
     def init_global(self, model_params: Params) -> Params:

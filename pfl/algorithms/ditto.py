@@ -38,7 +38,7 @@ class Ditto(Algorithm):
     lam: float = setting(0.1, number(ge=0))  # λ: pull of the personal model toward the global one
 
     def epochs(self, local, e):
-        return lambda n: e * local.batches_per_epoch(n)
+        return local.epochs(e)
 
     def init_client_state(self, global_params):
         return {k: v.detach().clone() for k, v in global_params.items()}  # v_k = w^0

@@ -117,7 +117,7 @@ class FedALA(Algorithm):
         prev = self._previous(sent, state)
         weights = self.learn_weights(local, sent, prev, self._part(state, "w."), data, key, state["rounds"] == 1)
         start = ala_mix(sent, prev, weights)
-        new, loss = local.train(start, data, key, lambda n: self.local_epochs * local.batches_per_epoch(n))
+        new, loss = local.train(start, data, key, local.epochs(self.local_epochs))
         new_state = {**{"local." + k: v for k, v in new.items()}, **{"w." + k: v for k, v in weights.items()},
                      "rounds": state["rounds"] + 1}
         return ClientUpdate(model_delta(sent, new), examples_weight(data), {"loss": loss}, new_state)

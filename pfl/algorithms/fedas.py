@@ -91,7 +91,7 @@ class FedAS(Algorithm):
     def client_update(self, local, sent, data, key, state=None):
         body = self.align(local, sent, state, data, rng.fold(key, 0xA116)) if self.align_epochs else sent
         head = split_by_prefix(state, self.head)[1]
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train({**body, **head}, data, key, steps)
         fisher = self.fisher_trace(local, new, data, rng.fold(key, 0xF15))
         shared = split_by_prefix(new, self.head)[0]

@@ -41,7 +41,7 @@ class FedAvg(Algorithm):
 
     def steps(self, local):
         """E epochs: a count per client, from its number of examples."""
-        return lambda n: self.local_epochs * local.batches_per_epoch(n)
+        return local.epochs(self.local_epochs)
 
     def client_update(self, local, params, data, key, state=None):
         new, loss = local.train(params, data, key, self.steps(local))

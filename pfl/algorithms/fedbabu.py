@@ -34,13 +34,13 @@ from pfl.config.settings import integer, one_of, setting, text
 @dataclass
 class FedBABU(Algorithm):
     local_epochs: int = setting(1, integer(ge=1))  # E: epochs of body updates per round
-    head: str = setting("head", text("head"))  # prefix of the frozen head (emnist_cnn/small_cnn: fc2)
+    head: str = setting("head", text("head"))  # prefix of the frozen head (every shipped model: head)
     finetune: str = setting("head", one_of("head", "all"))  # personalization: head | all
 
     def client_update(self, local, sent, data, key, state=None):
         check_head(local.task, self.head)
         body, head = split_by_prefix(sent, self.head)
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train(body, data, key, steps, loss=_with_fixed(local.task.loss, head))
         return ClientUpdate(model_delta(body, new), examples_weight(data), {"loss": loss})
 

@@ -70,7 +70,7 @@ class FedBN(Algorithm):
 
     def client_update(self, local, sent, data, key, state=None):
         self.check(local.task.model)
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train({**sent, **(state or {})}, data, key, steps)
         shared, bn = self._parts(new)
         weight = examples_weight(data) if self.weighting == "examples" else uniform_weight(data)

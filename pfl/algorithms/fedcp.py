@@ -129,7 +129,7 @@ class FedCP(Algorithm):
     def client_update(self, local, sent, data, key, state=None):
         hs = HeadSplit(local.task, self.head)
         trained, frozen = self._parts({**sent, **state})
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, value = local.train(trained, data, key, steps, loss=self.loss(local, hs, frozen, sent))
         p = {**new, **frozen}
         x, y, mask = local.full_batch(data)

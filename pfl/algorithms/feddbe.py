@@ -102,7 +102,7 @@ class FedDBE(Algorithm):
             p, opt = local.opt.update(p, g, opt)
             return p, opt, running, total + value.detach()
 
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         zero = torch.zeros((), device=data.x.device)
         start = (params, local.opt.init(params), torch.zeros_like(state[PRBM]), zero)
         new, _, running, total = local.steps_loop(data)(start, step, steps, data.n)

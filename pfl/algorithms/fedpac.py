@@ -96,7 +96,7 @@ class FedPAC(Algorithm):
     head: str = setting("head", text("head"))  # prefix of the head (the layer after the features)
 
     def epochs(self, local, e):
-        return lambda n: e * local.batches_per_epoch(n)
+        return local.epochs(e)
 
     def init_global(self, model_params):
         w = model_params.get(f"{self.head}.weight")

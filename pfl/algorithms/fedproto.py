@@ -100,7 +100,7 @@ class FedProto(Algorithm):
         return aligned_loss(local, self.head, self.lam, protos, present)
 
     def client_update(self, local, sent, data, key, state=None):
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, value = local.train(state, data, key, steps, loss=self.loss(local, sent[MEAN], sent[PRESENT]))
         hs = HeadSplit(local.task, self.head)
         x, y, mask = local.full_batch(data)

@@ -42,10 +42,10 @@ def _with_fixed(task_loss, fixed):
 class FedRep(Algorithm):
     head_epochs: int = setting(10, integer(ge=1))  # τ_h: epochs of head updates per round
     body_epochs: int = setting(1, integer(ge=1))  # τ_φ: epochs of representation updates per round
-    head: str = setting("head", text("head"))  # prefix of the head (pfl.models: head; emnist_cnn/small_cnn: fc2)
+    head: str = setting("head", text("head"))  # prefix of the head (every shipped model: head)
 
     def epochs(self, local, e):
-        return lambda n: e * local.batches_per_epoch(n)
+        return local.epochs(e)
 
     def init_client_state(self, global_params):
         return {k: v.detach().clone() for k, v in split_by_prefix(global_params, self.head)[1].items()}

@@ -86,7 +86,7 @@ class FedRoD(Algorithm):
         hs = self.split(local.task)
         log_counts = log_class_counts(local.task, data, hs.module.out_features)
         start = {**sent, **{MINE + k: v for k, v in state.items()}}
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train(start, data, key, steps, loss=self.two_losses(local.task, log_counts))
         model = {k: new[k] for k in sent}
         personal = {k: new[MINE + k] for k in state}

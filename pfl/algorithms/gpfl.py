@@ -105,7 +105,7 @@ class GPFL(Algorithm):
         hs = HeadSplit(local.task, self.head)
         props = class_proportions(data, sent[GCE].shape[0])
         head = {k: v for k, v in state.items() if k != PROPS}
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train({**sent, **head}, data, key, steps, loss=self.loss(hs, sent[GCE].detach(), props))
         shared = {k: new[k] for k in sent}
         new_state = {**{k: new[k] for k in head}, PROPS: props}

@@ -1,8 +1,7 @@
 """A model seen as encoder f and classifier head h, split by parameter-name prefix.
 
 `algorithm.head=head` names the submodule that maps the representation z to
-the logits (`pfl.models.*` call it `head`; for EmnistCNN/SmallCNN it is
-`fc2`). The head must be the last thing the model's forward applies
+the logits (every model in pfl.models calls it `head`). The head must be the last thing the model's forward applies
 (logits = head(z)). Features are read functionally: a forward pre-hook on the
 head captures its input and stops the forward pass, so any model works
 without a `features` method, in a loop or under vmap.

@@ -55,6 +55,10 @@ class LocalTrainer:
         """ceil(n / batch_size), works on a scalar or a vector of counts."""
         return torch.div(n + self.batch_size - 1, self.batch_size, rounding_mode="floor")
 
+    def epochs(self, e) -> Callable[[Tensor], Tensor]:
+        """`steps` for `train`: e epochs of a client's data, e * ceil(n / batch_size) steps (0 for n = 0)."""
+        return lambda n: e * self.batches_per_epoch(n)
+
     def batch(self, data: ClientData, key: Tensor, step) -> tuple[Tensor, Tensor, Tensor]:
         """The minibatch (x, y, mask) that local step `step` uses."""
         size = data.x.shape[0]

@@ -78,7 +78,7 @@ class PFedMe(Algorithm):
         return w, theta, total + value
 
     def client_update(self, local, sent, data, key, state=None):
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         start = (sent, dict(sent), torch.zeros((), device=data.x.device))
         w, theta, total = local.steps_loop(data)(start, lambda c, s: self.local_round(local, data, key, c, s),
                                                  steps, data.n)

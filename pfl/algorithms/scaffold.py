@@ -46,7 +46,7 @@ class SCAFFOLD(Algorithm):
     local_epochs: int = setting(1, integer(ge=1))  # E: local steps K_i = E · ceil(n_i / batch_size)
 
     def steps(self, local):
-        return lambda n: self.local_epochs * local.batches_per_epoch(n)
+        return local.epochs(self.local_epochs)
 
     def init_server_state(self, global_params, num_clients=None, rounds=None):
         # N = None (no population known, e.g. a bare run_round): |S|/N is taken as 1

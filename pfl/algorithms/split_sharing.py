@@ -20,7 +20,7 @@ from pfl.task import Params
 @dataclass
 class SplitSharing(Algorithm):
     local_epochs: int = setting(1, integer(ge=1))  # E
-    head: str = setting("head", text("head"))  # prefix of the head's parameters (emnist_cnn/small_cnn: fc2)
+    head: str = setting("head", text("head"))  # prefix of the head's parameters (every shipped model: head)
     personal: ClassVar[str] = "head"  # "head" (FedPer) or "body" (LG-FedAvg): the part a client keeps
 
     def _parts(self, params: Params) -> tuple[Params, Params]:
@@ -36,7 +36,7 @@ class SplitSharing(Algorithm):
 
     def client_update(self, local, sent, data, key, state=None):
         check_head(local.task, self.head)
-        steps = lambda n: self.local_epochs * local.batches_per_epoch(n)  # noqa: E731
+        steps = local.epochs(self.local_epochs)
         new, loss = local.train({**sent, **state}, data, key, steps)
         shared, personal = self._parts(new)
         return ClientUpdate(model_delta(sent, shared), examples_weight(data), {"loss": loss}, personal)

@@ -19,6 +19,10 @@ the median round is kept; the table gives the median, min and max of those. Memo
 process (the whole run; with several processes, the largest one's), and `round MB`: the peak during
 the measured rounds alone; CUDA: peak allocated. `startup` times `python -m pfl rounds=1` from the
 launch to the first round's start, and to its end.
+
+`--case shakespeare_eval,shakespeare_round` (not part of `all`): TFF Shakespeare's char-LSTM, pfl's
+client computation against nn.LSTM client by client, with GFLOP/s and the measured matmul rate
+(pfl.bench.shakespeare; options --data-root, --heldout, --cohort, --epochs, --rounds, --arms).
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--examples", type=int, help="examples per client (image and text cases)")
     ap.add_argument("--cohort", type=int, help="clients per round")
     ap.add_argument("--heldout", type=int, help="held-out clients")
+    ap.add_argument("--data-root", help="shakespeare_* cases: the folder of TFF's shakespeare_{train,test}.h5 "
+                    "(default: a stand-in with the same shapes and role sizes)")
+    ap.add_argument("--epochs", type=int, default=1, help="shakespeare_round: FedAvg's local epochs E")
+    ap.add_argument("--arms", help="shakespeare_* cases: a comma-separated subset of plain,pfl,plain2,pfl2,reference")
     ap.add_argument("--compare-src", metavar="DIR", help="also run every pfl arm with the pfl of another checkout "
                     "(e.g. a worktree of main before a change), interleaved with the others")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -61,7 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.worker:
         return run_worker(args.worker, args.out)
-    cases = list(ALL_CASES) if args.case == "all" else _list(args.case, ALL_CASES, "--case")
+    from pfl.bench import shakespeare
+
+    cases = list(ALL_CASES) if args.case == "all" else _list(args.case, ALL_CASES + shakespeare.CASES, "--case")
+    if min(args.repeats, args.rounds, args.epochs) < 1:
+        raise SystemExit("error: --repeats, --rounds and --epochs must be >= 1")
+    text = [c for c in cases if c in shakespeare.CASES]
+    cases = [c for c in cases if c not in shakespeare.CASES]
+    if text:
+        shakespeare.main(text, args)
+        if not cases:
+            return 0
     backends = _list(args.backend, ("auto", "sequential", "vmap"), "--backend")
     devices = _list(args.devices, (1, 2), "--devices", int)
     if args.device == "cuda":

@@ -102,5 +102,5 @@ def run(spec: dict, out: str) -> None:
         cfg.callbacks = [{"_target_": "pfl.bench.engine.RoundTimer", "out": out, "warmup": spec["warmup"],
                           "total": cfg.rounds, "device": spec["device"], "t0": spec.get("t0"),
                           "per_evaluation": per_eval}]
-    run_dir = os.path.join(os.path.dirname(out), "run")
+    run_dir = os.path.splitext(out)[0] + "_run"  # one folder per measurement: a run directory holds one run
     train(cfg, run_dir)

@@ -75,16 +75,14 @@ def table(path: str) -> str:
             lines.append(f"| {a} | " + " | ".join(fmt(by[(a, z)]) if (a, z) in by else "—" for z in zetas) + " |")
         return lines
 
-    out = grid("Pers.5 held-out accuracy (FedAvg-FT: Pers.5 / Pers.10 = K):",
-               lambda r: f"{r['pers']['5']:.3f}" + (f" / {r['pers']['10']:.3f}" if "10" in r["pers"] else ""))
+    out = grid("Pers.5 held-out accuracy:", lambda r: f"{r['pers']['5']:.3f}")
     lb = {z: next((r["lb"]["local_accuracy"] for r in rows if r["zeta"] == z and r["lb"]), None) for z in zetas}
     out.append("| local-only (Acc_local) | " + " | ".join("—" if lb[z] is None else f"{lb[z]:.3f}" for z in zetas) + " |")
     out += grid("Pers.1 / initial accuracy:", lambda r: f"{r['pers']['1']:.3f} / {r['init']:.3f}")
-    out += grid("Fraction of held-out clients beating Acc_local after 5 epochs (FedAvg-FT: after K=10):",
-                lambda r: "—" if not r["lb"] else f"{r['lb']['beats_local_fraction']['10' if '10' in r['pers'] else '5']:.2f}")
-    out += grid("Rounds to the target (Pers.5 ≥ target; FedAvg-FT: Pers.5 / Pers.10; — never within the run):",
-                lambda r: str(r["rtt"].get("personalized_5") or "—")
-                + (f" / {r['rtt'].get('personalized_10') or '—'}" if "10" in r["pers"] else ""))
+    out += grid("Fraction of held-out clients beating Acc_local after 5 epochs:",
+                lambda r: "—" if not r["lb"] else f"{r['lb']['beats_local_fraction']['5']:.2f}")
+    out += grid("Rounds to the target (Pers.5 ≥ target; — never within the run):",
+                lambda r: str(r["rtt"].get("personalized_5") or "—"))
     out += ["\nCost per round (the same at every ζ) and wall time per run:\n",
             "| algorithm | bytes down / round | bytes up / round | FLOPs of the first round (cohort) | wall s, ζ=" +
             ", ".join(str(z) for z in zetas) + " |", "|---|---|---|---|---|"]

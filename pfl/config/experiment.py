@@ -8,6 +8,8 @@ and models, in that order, so a run and its resume start from the same state.
 
 from __future__ import annotations
 
+import logging
+
 import copy
 import dataclasses
 import os
@@ -37,6 +39,7 @@ from pfl.task import Task
 def build_experiment(cfg: DictConfig) -> Experiment:
     """The run `cfg` describes (validated already: pfl.config.validate)."""
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
+    logging.getLogger("pfl").info("loading data set %s ...", cfg.dataset.get("name", "?"))  # LEAF: a minute
     data = flag_permuted_clients(build(cfg.dataset, path="dataset"))  # ζ-permuted clients augment, where the data set can
     if not data.info.get("validated"):  # a data set from outside pfl.data (its loaders validate their own)
         check_data(data)

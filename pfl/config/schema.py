@@ -296,7 +296,7 @@ def validate(cfg: DictConfig) -> None:
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     _check_replicas(cfg)
     if cfg.get("sweep") is not None:
-        from pfl.sweep.objective import check_objectives
+        from pfl.config.objectives import check_objectives
 
         # one line for a misspelt key or a bad value; an objective that no trial can produce: refused before the first
         check_objectives(cfg, SweepSettings.from_cfg(cfg.sweep).objectives)
@@ -317,6 +317,10 @@ def validate(cfg: DictConfig) -> None:
             check("rounds" in s and is_int(s.rounds) and s.rounds >= 1, f"stages.{i}.rounds", s.get("rounds"),
                   "an integer >= 1")
             nodes += [(f"stages.{i}.{k}", s[k]) for k in ("algorithm", "server_opt") if k in s]
+    given = [k for k in _model_args_from_data() if k in cfg.model]
+    if given:  # the run passes these from the data set (pfl.models.FROM_DATA); a value here would collide
+        check(False, f"model.{given[0]}", _plain(cfg.model[given[0]]),
+              f"nothing: dataset {cfg.dataset.name} supplies {given[0]} to the model (remove +model.{given[0]})")
     for path, node in nodes:
         path = path.replace("logger._here_", "logger")
         if isinstance(node, DictConfig) and "_target_" in node:

@@ -122,7 +122,8 @@ def decoded(
         if files is None:
             raise DataError(f"the cache folder {base} cannot be written ({exc.strerror or exc}) and dataset "
                             f"{source.dataset} has to be downloaded into it: set PFL_CACHE or dataset.cache_dir to a "
-                            "writable folder, or dataset.root to a folder holding its files", key="dataset.cache_dir") from None
+                            "writable folder, or dataset.root to a folder holding its files",
+                            key="dataset.cache_dir") from None
     if files is not None:
         _check_files(source, files)
         arrays = _decode_or_explain(source, decode, files)

@@ -9,8 +9,8 @@ the file (where known), the client and the offending value:
 - `check_data(data)`: an assembled `FederatedData` (every loader's result; `pfl.run.train` checks
   any data set that a loader did not): each population's client ids, train and test splits pair up
   (one count per client in both splits, counts summing to the examples), labels are in
-  [0, num_classes) (or the data set's `ignore_index`), float features are finite, and at least one
-  training client has training examples.
+  [0, num_classes) (or the data set's `ignore_index`), float features are finite, at least one
+  training client has training examples, and each population has test examples.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ def check_data(data) -> None:
     if not len(data.train) or int(data.train.train.counts.sum()) == 0:
         _fail(name, f"none of its {len(data.train)} training clients has training examples "
               "(at least one is needed)")
+    for pop_name, pop in (("training", data.train), ("held-out", data.heldout)):
+        if len(pop) and int(pop.test.counts.sum()) == 0:
+            _fail(name, f"none of its {len(pop)} {pop_name} clients has test examples (personalization is "
+                  "evaluated on them: at least one is needed)")
     data.info["validated"] = True
 
 

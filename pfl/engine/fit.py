@@ -6,6 +6,8 @@ run's files are written by the caller (pfl.run.write_outputs) from `Fitted`.
 
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import time
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pfl.config.errors import ConfigError
 from pfl.engine.checkpoint import RoundCheckpoint, load_global_params, resume_point
@@ -26,6 +29,7 @@ from pfl.engine.progress import RoundProgressBar
 from pfl.engine.replicas import combine_summaries
 from pfl.engine.stop_signal import StopOnSignal
 from pfl.engine.summary import summarize
+from pfl.models import current_name
 
 log = logging.getLogger("pfl")
 DIVERGED_HINT = "try a smaller client_opt.lr"
@@ -46,12 +50,12 @@ def make_module(exp: Experiment) -> FederatedModule:
         eval_every=exp.eval_every, seed=exp.run.seed, eval_chunk_size=exp.eval_chunk_size,
         local_cache_dir=exp.local_cache_dir, replicas=exp.replicas)
     if exp.init_from:
-        loaded = load_global_params(exp.init_from)
+        own = module.params()
+        loaded = {(k if k in own else current_name(k)): v for k, v in load_global_params(exp.init_from).items()}
         bad = next((k for k, v in loaded.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
         if bad is not None:
             raise ConfigError("init_from", exp.init_from, f"a checkpoint with finite weights (its tensor {bad} holds "
                               "NaN or inf: the run it comes from had diverged)")
-        own = module.params()
         if set(loaded) != set(own) or any(loaded[k].shape != own[k].shape for k in own):
             raise ConfigError("init_from", exp.init_from, "a checkpoint of the same model and algorithm family")
         with torch.no_grad():  # every replica starts from it, as a separate run with that seed would
@@ -82,8 +86,8 @@ def fit(exp: Experiment, run_dir: Path, started: float) -> Fitted:
     if trainer.world_size == 1:  # inside an evaluation; with several ranks they agree between rounds only
         module.interrupt_check = stopper.check
     try:
-        with stopper:
-            trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)
+        with stopper, (logging_redirect_tqdm() if t.progress_bar else contextlib.nullcontext()):
+            trainer.fit(module, ckpt_path=ckpt_path, weights_only=True)  # log lines above the bar, not into it
     except Diverged as exc:
         exc.checkpoint = ckpt_cb.last if ckpt_cb.saved_round is not None else ""
         exc.checkpoint_round, exc.hint = ckpt_cb.saved_round, DIVERGED_HINT

@@ -86,13 +86,12 @@ def first_message(sent, each: dict | None):
 
 
 def reduces_by_sum(algorithm: Algorithm) -> bool:
-    """True when the algorithm keeps the default aggregate (the weighted mean of Δ) and server step
-    (which reads Δ only). Then Δ is summed as it is computed instead of stacking every client's Δ
+    """True when the algorithm declares its Δ the weighted mean of the updates (`mean_of_updates`,
+    pfl.algorithms.base). Then Δ is summed as it is computed instead of stacking every client's Δ
     (C models) first: the sequential backend folds each client into one running sum, and ranks
     all-reduce their partial sums (one model) instead of all-gathering every Δ. The same Δ up to
     the order of the floating-point sum."""
-    cls = type(algorithm)
-    return cls.aggregate is Algorithm.aggregate and cls.server_update is Algorithm.server_update
+    return bool(algorithm.mean_of_updates)
 
 
 def _summed_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend, sent, data: ClientData,

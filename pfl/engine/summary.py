@@ -42,7 +42,7 @@ def _local_baseline(row: dict, pop: str) -> dict | None:
 
 
 def summarize(run: RunInfo, module, backend: str, device, wall_time: float) -> dict:
-    epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (FedAvg-FT's K)
+    epochs = list(module.report_epochs)  # the requested ones and those the algorithm reports at (local-only: its epochs)
     row = module.history[-1] if module.history else {}
     p = module.personalization
     target = float(p.target_accuracy)
@@ -50,9 +50,8 @@ def summarize(run: RunInfo, module, backend: str, device, wall_time: float) -> d
     top = _population_summary(row, head, epochs)
     rtt, resolution = rounds_to_targets(module, target)
     rounds = module.total_rounds
-    stage_names = [s.name for s in module.stages]
     return {
-        "algorithm": "+".join(stage_names),
+        "algorithm": run.algorithm,  # the configured names: FedAvg-FT's two stages are one method, fedavg_ft
         "dataset": run.dataset,
         "model": run.model,
         "rounds": rounds,
@@ -118,4 +117,23 @@ def format_table(summary: dict) -> str:
             continue
         vals = [part["initial_accuracy"], *part["personalized_accuracy"].values()]
         lines.append(f"{label:<10}" + "".join(f"{v:>10.4f}" for v in vals))
+        spread = _replica_std(summary, label, part)
+        if spread:
+            lines.append(f"{'  ± std':<10}" + "".join(f"{v:>10.4f}" if v is not None else f"{'':>10}" for v in spread)
+                         + f"   (sample std over {len(summary['replicas'])} replicas)")
     return "\n".join(lines)
+
+
+def _replica_std(summary: dict, label: str, part: dict) -> list | None:
+    """The replicas' sample std of a table row's accuracies (pfl.engine.replicas.combine_summaries), or None."""
+    std = summary.get("std")
+    if not std or not summary.get("replicas"):
+        return None
+    if label == "training":
+        base = "train_clients."
+    elif part.get("initial_accuracy") == summary.get("initial_accuracy"):  # held-out is the headline population
+        base = ""
+    else:
+        return None
+    keys = [f"{base}initial_accuracy", *(f"{base}personalized_accuracy.{k}" for k in part["personalized_accuracy"])]
+    return [std.get(k) for k in keys] if any(k in std for k in keys) else None

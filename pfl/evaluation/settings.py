@@ -58,7 +58,7 @@ class PersonalizationSettings(Settings):
     config_path = "personalization"
 
     def report_epochs(self, extra=()) -> list[int]:
-        """The k to report: the requested ones and those an algorithm adds (FedAvg-FT's K)."""
+        """The k to report: the requested ones and those an algorithm adds (the local-only baseline's epochs)."""
         return sorted(set(int(k) for k in self.epochs) | set(extra))
 
     def curve_length(self, extra=()) -> int:

@@ -24,7 +24,7 @@ class EmnistCNN(nn.Module):
         self.drop1 = KeyedDropout(dropout1, salt=1)
         self.fc1 = nn.Linear(9216, 128)
         self.drop2 = KeyedDropout(dropout2, salt=2)
-        self.fc2 = nn.Linear(128, num_classes)
+        self.head = nn.Linear(128, num_classes)
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_normal_(m.weight)
@@ -38,7 +38,7 @@ class EmnistCNN(nn.Module):
         x = torch.max_pool2d(x, 2)
         x = self.drop1(x, key).flatten(1)
         x = self.drop2(torch.relu(self.fc1(x)), key)
-        return self.fc2(x)
+        return self.head(x)
 
 
 class SmallCNN(nn.Module):
@@ -53,7 +53,7 @@ class SmallCNN(nn.Module):
         self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
         self.drop = KeyedDropout(dropout, salt=1)
         self.fc1 = nn.Linear(32 * 4 * 4, 64)
-        self.fc2 = nn.Linear(64, num_classes)
+        self.head = nn.Linear(64, num_classes)
 
     def forward(self, x: Tensor, key: Tensor | None = None) -> Tensor:
         if x.dim() == 3:
@@ -62,4 +62,4 @@ class SmallCNN(nn.Module):
         x = torch.relu(self.conv2(x))
         x = nn.functional.adaptive_avg_pool2d(x, 4)
         x = self.drop(x.flatten(1), key)
-        return self.fc2(torch.relu(self.fc1(x)))
+        return self.head(torch.relu(self.fc1(x)))

@@ -3,11 +3,16 @@
 embedding 8 -> LSTM 256 -> LSTM 256 -> dense to the vocabulary (logits at
 every position; McMahan et al. 2017, Jiang et al. 2019).
 
-The recurrence is spelt out with matmuls instead of nn.LSTM: the fused LSTM
-kernels have no vmap batching rule (torch falls back to a per-client loop,
-with a warning), and under torch.func.grad, which every engine uses, they
-showed no clear speed-up on a CPU here. Plain ops vectorize over a cohort and give
-the same numbers in a loop (tests/models/test_real.py).
+Three paths compute the same layer (tests/models/test_lstm_paths.py):
+- `fused=False`, the reference: the recurrence spelt out with plain ops, one
+  autograd node per op and step;
+- `fused=True` (default) on a CPU in float32 outside vmap: oneDNN's fused RNN
+  kernels, which nn.LSTM runs, in an autograd.Function that keeps their fused
+  backward under torch.func.grad (pfl.models.lstm_onednn; nn.LSTM itself falls
+  back to a per-step differentiable backward there, and has no vmap rule);
+- `fused=True` elsewhere (vmap, other devices and dtypes): a hand-written BPTT
+  Function over plain ops (pfl.models.lstm_fused).
+Second-order differentiation (grad of grad) always runs the reference ops.
 
 Initialization follows Keras' defaults used by TFF's model: embedding
 U(-0.05, 0.05), input kernels Glorot-uniform, recurrent kernels orthogonal,
@@ -19,18 +24,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pfl.models import lstm_onednn as onednn
+from pfl.models.lstm_fused import nested_differentiation, recurrence
+
 
 class LSTMLayer(nn.Module):
     """One LSTM layer over [B, T, in] -> [B, T, hidden]; gates in order i, f, g, o."""
 
     #: engine.backend=auto runs clients one by one on a CPU, as for nn.LSTM: with clients of
-    #: very unequal size, vmap pays for the padded steps (a 5-client Shakespeare round of
-    #: 17 client steps: 19-23 s vmapped, 4.6-5.7 s sequential, on 2 CPU cores)
+    #: very unequal size, vmap pays for the padded steps, and every client's weights differ, so a
+    #: vmapped step is a batch of per-client matmuls anyway; sequential clients get oneDNN's kernels
     sequential_on_cpu = True
 
-    def __init__(self, in_features: int, hidden: int):
+    def __init__(self, in_features: int, hidden: int, fused: bool = True):
         super().__init__()
         self.hidden = hidden
+        self.fused = fused
         self.weight_ih = nn.Parameter(torch.empty(4 * hidden, in_features))
         self.weight_hh = nn.Parameter(torch.empty(4 * hidden, hidden))
         self.bias = nn.Parameter(torch.zeros(4 * hidden))
@@ -42,6 +51,12 @@ class LSTMLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         batch, steps = x.shape[0], x.shape[1]
+        if self.fused and not nested_differentiation():  # time-major: one step's slices are contiguous
+            xt = x.transpose(0, 1)
+            if onednn.available(xt):
+                return onednn.layer(xt, self.weight_ih, self.weight_hh, self.bias).transpose(0, 1)
+            pre = xt @ self.weight_ih.T + self.bias
+            return recurrence(pre, self.weight_hh).transpose(0, 1)
         pre = x @ self.weight_ih.T + self.bias  # input contributions of all steps at once
         h = x.new_zeros(batch, self.hidden)
         c = x.new_zeros(batch, self.hidden)
@@ -58,10 +73,11 @@ class LSTMLayer(nn.Module):
 
 class CharLSTM(nn.Module):
     """Inputs [B, T] token ids; logits [B, T, num_classes] (or [B, num_classes]
-    from the last position with `last_only`, for LEAF's one-target rows)."""
+    from the last position with `last_only`, for LEAF's one-target rows). `fused=False`:
+    the reference ops (slower; the same numbers to float rounding)."""
 
     def __init__(self, num_classes: int, vocab_size: int | None = None, embed_dim: int = 8, hidden: int = 256,
-                 layers: int = 2, last_only: bool = False):
+                 layers: int = 2, last_only: bool = False, fused: bool = True):
         super().__init__()
         if layers < 1 or hidden < 1 or embed_dim < 1:
             raise ValueError("CharLSTM: layers, hidden and embed_dim must be >= 1")
@@ -70,7 +86,7 @@ class CharLSTM(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         nn.init.uniform_(self.embedding.weight, -0.05, 0.05)
         sizes = [embed_dim] + [hidden] * layers
-        self.lstm = nn.ModuleList(LSTMLayer(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.lstm = nn.ModuleList(LSTMLayer(a, b, fused) for a, b in zip(sizes[:-1], sizes[1:]))
         self.head = nn.Linear(hidden, num_classes)
         nn.init.xavier_uniform_(self.head.weight)
         nn.init.zeros_(self.head.bias)

@@ -44,6 +44,7 @@ class Collection:
     studies: list[str]
     log_params: set = field(default_factory=set)  # parameters searched on a log scale
     notes: list[str] = field(default_factory=list)
+    storage: str | None = None  # an Optuna sweep's storage URL (pfl.report.optuna_views reads the studies)
 
     @property
     def param_names(self) -> list[str]:
@@ -109,7 +110,7 @@ def collect_sweep(d: Path) -> Collection:
             ))
     notes = [f"storage: {meta['storage']}", f"budget: {meta.get('n_trials')} trials per study"]
     return Collection(meta["name"], "optuna", list(meta["objectives"]), list(meta["directions"]), rows, names,
-                      log_params, notes)
+                      log_params, notes, storage=url)
 
 
 def _local_run_dir(sweep_dir: Path, recorded: str | None) -> Path | None:

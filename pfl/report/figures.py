@@ -179,6 +179,7 @@ def history(coll: Collection) -> bytes | None:
     if not drawn:
         return None
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers, no fractional ticks
     ax.set_ylabel(coll.objectives[0])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

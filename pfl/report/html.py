@@ -9,7 +9,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from pfl.report import figures
+from pfl.report import figures, optuna_views
 from pfl.report.collect import Collection, Row
 
 CSS = """
@@ -23,6 +23,7 @@ tr.FAIL td.state, tr.INCOMPLETE td.state { color: #c00; }
 tr.front td { font-weight: 600; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 .notes { color: #555; font-size: 13px; }
+.best { background: #eef7ee; border-left: 4px solid #1a7f37; padding: 0.4em 0.8em; }
 """
 
 
@@ -137,6 +138,7 @@ def render(coll: Collection, out_dir: Path) -> str:
         return "\n".join(parts)
     if coll.kind == "seeds":
         parts.append("<h2>Over seeds</h2>" + _seed_table(coll))
+    parts.append(optuna_views.best_callout(coll, out_dir))
     parts.append("<h2>Trials</h2>" if coll.kind == "optuna" else "<h2>Runs</h2>")
     parts.append(_table(coll, out_dir, front_ids))
     figs = [("Objective against each parameter", figures.objective_vs_params(coll) if coll.kind != "seeds" else None),
@@ -146,5 +148,8 @@ def render(coll: Collection, out_dir: Path) -> str:
     for title, data in figs:
         if data is not None:
             parts.append(f"<h2>{title}</h2>" + _img(data, title))
+    for title, note, data in (optuna_views.figures(coll) if coll.kind == "optuna" else []):
+        parts.append(f"<h2>{html.escape(title)}</h2>" + (f"<p class='notes'>{html.escape(note)}</p>" if note else "")
+                     + _img(data, title))
     parts.append("</body></html>")
     return "\n".join(parts)

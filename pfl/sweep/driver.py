@@ -29,6 +29,7 @@ from pfl.config.errors import ConfigError
 from pfl.engine.faults import Stopped
 from pfl.engine.files import write_json
 from pfl.sweep import results
+from pfl.sweep.log_lines import short_job_lines, short_params, short_value
 from pfl.sweep import space as sp
 from pfl.config.sweep import SweepSettings
 from pfl.sweep.study import REASON, Heartbeat, claim, default_storage, fail_stale, make_storage, open_study, requeue
@@ -156,8 +157,9 @@ def run_sweep(sweeper, arguments: list[str]) -> list[dict]:
         point_overrides = [f"{k}={sp.format_value(v)}" for k, v in point.items()]
         log.info("study %s: %d trials in %s; space %s", study_name, settings.n_trials, url,
                  ", ".join(f"{k}: {v}" for k, v in space.items()))
-        outcomes += _run_study(sweeper, study, storage, settings, space,
-                               fixed + point_overrides + job_overrides(settings), url, subdir)
+        with short_job_lines(sp.param_name(k) for k in space):
+            outcomes += _run_study(sweeper, study, storage, settings, space,
+                                   fixed + point_overrides + job_overrides(settings), url, subdir)
         _log_best(study)
     results.write(sweep_dir, [optuna.load_study(study_name=n, storage=storage) for n in studies])
     return outcomes
@@ -289,10 +291,11 @@ def record(study, storage, trial, ret, settings: SweepSettings, wall: float) -> 
                        traceback="".join(traceback.format_exception(exc))[-4000:])
     frozen = storage.get_trial(trial._trial_id)
     outcome["intermediate"] = {int(k): v for k, v in frozen.intermediate_values.items()}
-    shown = ", ".join(f"{k}={v}" for k, v in outcome["params"].items())
-    tail = f"values {outcome['values']}" if "values" in outcome else outcome.get("reason", "")
+    shown = short_params(outcome["params"])
+    tail = (" ".join(short_value(v) for v in outcome["values"]) if "values" in outcome
+            else outcome.get("reason", ""))
     (log.info if outcome["state"] != "FAIL" else log.warning)(
-        "trial %d %s (%s): %s", trial.number, outcome["state"], shown, tail)
+        "#%d %s %s: %s", trial.number, outcome["state"].lower(), shown, tail)
     if run_dir and Path(run_dir).is_dir():
         write_json(Path(run_dir) / "trial.json", {**{k: v for k, v in outcome.items() if k != "fatal"}, "batch_wall_s": wall})
     return outcome

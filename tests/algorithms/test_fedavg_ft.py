@@ -54,3 +54,4 @@ def test_engine_run_equals_fedavg_momentum_then_reptile_adam(tmp_path):
         assert torch.equal(pa[k], pb[k]), k
     assert a["personalized_accuracy"] == b["personalized_accuracy"] and a["flops_per_round"] == b["flops_per_round"]
     assert set(a["flops_per_round"]) == {"fedavg_ft", "fedavg_ft_finetune"}  # each stage's FLOPs measured
+    assert a["algorithm"] == "fedavg_ft"

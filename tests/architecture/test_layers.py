@@ -15,7 +15,8 @@ PFL = Path(__file__).resolve().parents[2] / "pfl"
 DECLARATIONS = {"pfl.config.errors", "pfl.config.settings", "pfl.config.resources", "pfl.config.sweep"}
 CORE = ("pfl.task", "pfl.rng", "pfl.aggregate", "pfl.optim", "pfl.execution", "pfl.chunking", "pfl.models",
         "pfl.data", "pfl.algorithms", "pfl.evaluation")
-TOP = ("pfl.run", "pfl.cli", "pfl.sweep", "pfl.bench", "pfl.report", "pfl.__main__")
+TOP = ("pfl.run", "pfl.cli", "pfl.sweep", "pfl.bench", "pfl.report", "pfl.__main__", "pfl.hydra_plugin",
+       "pfl.schema_cache")
 
 
 def layer(module: str) -> int:
@@ -72,3 +73,27 @@ def test_the_layer_check_can_fail(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("from omegaconf import DictConfig\nimport pfl.config.schema\n")
     assert [n for _, n in imports(bad)] == ["omegaconf", "pfl.config.schema"]
+
+
+def test_the_summed_memory_path_is_declared():
+    """round.py sums Δ as clients finish only for algorithms whose Δ is the mean of the updates."""
+    import pytest
+
+    from pfl.algorithms.fedavg import FedAvg
+    from pfl.algorithms.scaffold import SCAFFOLD
+    from pfl.algorithms.base import Algorithm
+    from pfl.engine.round import reduces_by_sum
+
+    assert FedAvg.mean_of_updates and reduces_by_sum(FedAvg()) and not SCAFFOLD.mean_of_updates
+
+    class OwnMean(Algorithm):
+        def aggregate(self, updates, state):
+            return super().aggregate(updates, state)
+
+    assert OwnMean.mean_of_updates is False  # derived: it overrides aggregate
+    with pytest.raises(TypeError, match="mean_of_updates=True"):
+        class Wrong(Algorithm):
+            mean_of_updates = True
+
+            def aggregate(self, updates, state):
+                return {}

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -11,8 +12,14 @@ from pfl.run import train
 
 def test_cli_smoke_writes_outputs(tmp_path):
     run = tmp_path / "run"
-    proc = run_cli(TINY + [f"hydra.run.dir={run}"], cwd=tmp_path)
+    proc = run_cli(TINY + [f"hydra.run.dir={run}", "personalization.interim_clients=3"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "loading data set synthetic ..." in out  # a line before the data loads (LEAF: a minute)
+    assert re.search(r"round 2: heldout initial_acc=\S+, .*\(sample of 3 of 8 clients\)", out)  # interim: a sample
+    assert re.search(r"round 4: heldout .*\(all 8 clients\)", out)
+    assert f"run directory: {run}\n" in proc.stdout  # where the files are, and how to continue the run
+    assert f"resume=true hydra.run.dir={run}" in proc.stdout.splitlines()[-1]
     summary = json.loads((run / "summary.json").read_text())
     for key in ("algorithm", "dataset", "rounds", "initial_accuracy", "personalized_accuracy", "wall_time_s"):
         assert key in summary

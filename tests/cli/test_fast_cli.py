@@ -1,5 +1,5 @@
 """The CLI's answers that start no run (--help, --cfg, completion, composition errors) import no torch or
-Lightning: the schemas come from a description cached by the sources' hashes (pfl.schema_cache) and --help
+Lightning: the schemas come from a description cached by the sources' hashes (pfl.config.schema_cache) and --help
 is printed from one composition (pfl.cli_help)."""
 
 import json
@@ -11,7 +11,7 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from pfl import schema_cache
+from pfl.config import schema_cache
 from pfl.config.resources import CONF_DIR
 from tests.helpers import REPO
 

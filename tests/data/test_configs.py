@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_method
 from omegaconf import OmegaConf
 
 from pfl.cli import CONF_DIR
-from pfl.config import register
+from pfl.config import option_target, register
 
-DEFAULT_MODEL = {
-    "emnist": "pfl.models.cnn.EmnistCNN",
-    "femnist_leaf": "pfl.models.cnn.EmnistCNN",
-    "shakespeare": "pfl.models.lstm.CharLSTM",
-    "shakespeare_leaf": "pfl.models.lstm.CharLSTM",
-    "cifar100": "pfl.models.resnet.ResNet18",
-    "fed_cifar100": "pfl.models.resnet.ResNet18",
-}
+DATASETS = sorted(p.stem for p in (Path(CONF_DIR) / "dataset").glob("*.yaml"))
+
+
+def default_model(dataset: str) -> str | None:
+    """The model option a data set's YAML names (`- /model@_global_.model: NAME`), read from the file."""
+    for entry in yaml.safe_load((Path(CONF_DIR) / "dataset" / f"{dataset}.yaml").read_text()).get("defaults", []):
+        if isinstance(entry, dict) and "/model@_global_.model" in entry:
+            return entry["/model@_global_.model"]
+    return None
 
 
 def _accepts(target: str, node) -> None:
@@ -29,14 +32,17 @@ def _accepts(target: str, node) -> None:
     assert not unknown, f"{target} does not accept {unknown}"
 
 
-@pytest.mark.parametrize("dataset", sorted(DEFAULT_MODEL))
+@pytest.mark.parametrize("dataset", DATASETS)
 def test_dataset_option_composes_with_its_default_model(dataset):
     register()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"dataset={dataset}", "zeta=0.3", "seed=7"])
-    assert cfg.dataset.name == dataset and cfg.model._target_ == DEFAULT_MODEL[dataset]
+    model = default_model(dataset)
+    assert model is not None, f"conf/dataset/{dataset}.yaml names no default model (- /model@_global_.model: NAME)"
+    assert cfg.dataset.name == dataset and cfg.model._target_ == option_target("model", model)
     ds = OmegaConf.to_container(cfg.dataset, resolve=True)
-    assert ds["zeta"] == 0.3 and ds["seed"] == 7 and ds["root"] is None and ds["cache_dir"] is None
+    assert ds["zeta"] == 0.3 and ds["seed"] == 7
+    assert ds.get("root") is None and ds.get("cache_dir") is None  # real data: no path unless given
     _accepts(cfg.dataset._target_, ds)
     _accepts(cfg.model._target_, cfg.model)
 

@@ -33,6 +33,22 @@ def _events(path) -> list[tuple[int, str]]:
     return out
 
 
+def _values(path) -> list:
+    """Every summary value (scalars, images, text, plugin data) of a TensorBoard event file."""
+    try:
+        from tensorboardX.proto import event_pb2
+    except ImportError:
+        from tensorboard.compat.proto import event_pb2
+    data, i, out = open(path, "rb").read(), 0, []
+    while i < len(data):
+        n = struct.unpack("Q", data[i:i + 8])[0]
+        event = event_pb2.Event()
+        event.ParseFromString(data[i + 12:i + 12 + n])
+        out += list(event.summary.value)
+        i += 12 + n + 4
+    return out
+
+
 def test_a_20_round_run_logs_every_round_to_every_logger_under_one_name(tmp_path):
     if not any(__import__("importlib").util.find_spec(m) for m in ("tensorboardX", "tensorboard")):
         pytest.skip("logger=tensorboard needs tensorboard or tensorboardX (the `test` extra installs tensorboardX)")
@@ -57,10 +73,24 @@ def test_a_20_round_run_logs_every_round_to_every_logger_under_one_name(tmp_path
     assert set(summary["final"]) <= set(rows[0])  # summary.json's `final` uses the same names
     assert summary["final"]["heldout/pers_acc_2"] == float(rows[-1]["heldout/pers_acc_2"])
 
-    (events,) = glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*"))
-    tb = _events(events)
+    # the scalars in one event file; the end-of-run hparams, images and text may follow in a second one
+    # (Lightning closes the writer when fit ends): TensorBoard reads every file of the folder as one run
+    files = sorted(glob.glob(str(tmp_path / "tensorboard" / "events.out.tfevents.*")))
+    assert 1 <= len(files) <= 2
+    tb = [e for f in files for e in _events(f)]
     assert sorted(step for step, tag in tb if tag == "train/loss") == list(range(1, 21))
     assert sorted(step for step, tag in tb if tag == "heldout/pers_acc_2") == [10, 20]
+    # the HParams tab: the config and the final metrics, once; the plots as images; the config as text
+    values = [v for f in files for v in _values(f)]
+    assert [v.metadata.plugin_data.plugin_name for v in values if v.tag == "_hparams_/session_start_info"] == ["hparams"]
+    hp = next(v for v in values if v.tag == "_hparams_/experiment").metadata.plugin_data.content
+    assert b"hparams/pers_acc_2" in hp and b"config/algorithm/_target_" in hp and b"zeta" in hp
+    final = {v.tag: v.simple_value for v in values if v.tag.startswith("hparams/")}
+    assert final["hparams/pers_acc_2"] == pytest.approx(summary["personalized_accuracy"]["2"], abs=1e-6)
+    images = {v.tag: v.image for v in values if v.HasField("image")}
+    assert "plots/personalization_curve" in images and images["plots/personalization_curve"].encoded_image_string[:4] == b"\x89PNG"
+    (text,) = [v for v in values if v.tag.startswith("config")]
+    assert b"rounds: 20" in text.tensor.string_val[0]
 
     (wb,) = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "run-*.wandb"))
     blob = open(wb, "rb").read()

@@ -71,8 +71,8 @@ def max_difference(a: dict, b: dict) -> float:
 
 @contextlib.contextmanager
 def hook(name: str, callback):
-    """A Lightning callback attached to every run started inside (pfl.engine.hooks)."""
-    from pfl.engine import hooks
+    """A Lightning callback attached to every run started inside (pfl.config.hooks)."""
+    from pfl.config import hooks
 
     hooks.register(name, lambda cfg: [callback])
     try:

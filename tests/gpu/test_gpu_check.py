@@ -112,7 +112,7 @@ def test_bad_device_one_line():
     assert exc.value.code == 2
 
 
-@pytest.mark.slow  # about seven fresh processes (torch, Lightning) and the CUDA tests' collection
+@pytest.mark.slow  # seven fresh processes (torch, Lightning) and the CUDA tests' collection: minutes on 2 cores
 def test_run_half_on_a_cpu_end_to_end(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, GPU_WHEELS="no-such-folder", OMP_NUM_THREADS="1")
     done = subprocess.run(["bash", SCRIPT, "run", "--cpu", str(tmp_path)], capture_output=True, text=True, env=env,

@@ -14,7 +14,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from pfl.engine import hooks
+from pfl.config import hooks
 from tests.cli.test_bad_input import DATA_FREE, _leaf, cli, one_error_line
 from tests.helpers import TINY
 
@@ -112,7 +112,8 @@ def test_unwritable_cache_is_optional(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("PFL_CACHE", str(tmp_path / "file" / "cache"))  # under a file: no one can create it
     _leaf(tmp_path / "leaf")
-    code, out, err = cli(DATA_FREE + ["dataset=femnist_leaf", f"dataset.root={tmp_path}/leaf", "dataset.train_clients=4",
+    code, out, err = cli(DATA_FREE + ["dataset=femnist_leaf", f"dataset.root={tmp_path}/leaf",
+                                      "dataset.train_clients=4",
                                       "model=mlp", "rounds=1", "eval_every=1", "clients_per_round=2",
                                       "personalization.train_clients=0", f"hydra.run.dir={tmp_path}/run"],
                          capsys, monkeypatch)
@@ -129,7 +130,8 @@ def test_nan_in_init_from_names_init_from(tmp_path, capsys, monkeypatch):
     name = next(k for k in ckpt["state_dict"] if k.startswith("global_params."))
     ckpt["state_dict"][name].view(-1)[0] = float("nan")
     torch.save(ckpt, tmp_path / "nan.ckpt")
-    code, out, err = cli(TINY + [f"init_from={tmp_path}/nan.ckpt", f"hydra.run.dir={tmp_path}/run"], capsys, monkeypatch)
+    code, out, err = cli(TINY + [f"init_from={tmp_path}/nan.ckpt", f"hydra.run.dir={tmp_path}/run"],
+                         capsys, monkeypatch)
     line = one_error_line(code, out, err, 2, ["init_from", "finite weights", "NaN"])
     assert "client_opt.lr" not in line
 

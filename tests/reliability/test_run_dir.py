@@ -85,6 +85,7 @@ def test_claims_nest_within_one_process(tmp_path):
     assert outer.key is None and not (tmp_path / LOCK).exists()
 
 
+@pytest.mark.slow  # a real `python -m pfl` (about 8 s of CPU to start); CI runs it
 def test_second_run_and_resume_into_a_live_run_are_refused(tmp_path, capsys, monkeypatch):
     """A real `python -m pfl` trains in `run`; a second run and a resume, started meanwhile into the
     same folder, stop with one line naming its pid; the live run is then stopped cleanly (SIGTERM)."""

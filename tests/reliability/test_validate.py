@@ -38,10 +38,7 @@ def _run_leaf(tmp_path, capsys, monkeypatch, *extra):
 
 
 LEAF = [("label-too-large-late-row", "y", 7, 62, ["label 62 is not in [0, 62)"]),
-        ("label-negative", "y", 3, -1, ["label -1 is not in [0, 62)"]),
-        ("label-not-integer", "y", 2, 1.5, ["label 1.5 is not an integer class"]),
-        ("feature-nan", "x", 4, math.nan, ["feature value nan is not a finite number"]),
-        ("feature-inf", "x", 6, math.inf, ["feature value inf is not a finite number"])]
+        ("feature-nan", "x", 4, math.nan, ["feature value nan is not a finite number"])]
 
 
 @pytest.mark.parametrize("field,row,value,words", [r[1:] for r in LEAF], ids=[r[0] for r in LEAF])
@@ -79,6 +76,21 @@ def test_emnist_h5_label_out_of_range(tmp_path, capsys, monkeypatch):
     one_error_line(code, out, err, 2, ["fed_emnist_test.h5", "client w2", "label 99 is not in [0, 62)"])
 
 
+@pytest.mark.parametrize("x,y,words", [
+    ([[0.5]] * 3, [0, -1, 2], r"f.json, client u: label -1 is not in \[0, 62\)"),
+    ([[0.5]] * 3, [0, 1.5, 2], r"label 1.5 is not an integer class"),
+    ([[0.5], [math.inf], [0.1]], [0, 1, 2], r"feature value inf is not a finite number"),
+    ([[0.5], [0.1, 0.2], [0.1]], [0, 1, 2], r"examples of uneven shape"),
+    ([[0.5], [None], [0.1]], [0, 1, 2], r"features of type object"),
+    ([[0.5]] * 3, [0, 1], r"3 inputs but 2 labels"),
+])
+def test_check_client_on_raw_examples(x, y, words):
+    from pfl.data.validate import check_client
+
+    with pytest.raises(DataError, match=words):
+        check_client(x, y, 62, "f.json, client u")
+
+
 def _data(train_y, test_y=None, x_value=0.0) -> FederatedData:
     x = torch.full((3, 2), x_value)
     pop = Population.from_clients(["a", "b"], [x, x], [train_y, torch.zeros(3, dtype=torch.long)],
@@ -98,3 +110,11 @@ def test_check_data_on_a_data_set_from_outside_the_loaders():
     bad.train.test.counts = torch.tensor([3])  # one client's test examples missing from the pairing
     with pytest.raises(DataError, match="must pair up"):
         check_data(bad)
+
+
+def test_population_without_test_examples():  # found by the property suite: an IndexError in the evaluation
+    x = torch.zeros(3, 2)
+    y = torch.zeros(3, dtype=torch.long)
+    pop = Population.from_clients(["a", "b"], [x, x], [y, y], [x[:0], x[:0]], [y[:0], y[:0]])
+    with pytest.raises(DataError, match="none of its 2 training clients has test examples"):
+        check_data(FederatedData("custom", pop, pop.subset([1]), num_classes=4))

@@ -142,7 +142,7 @@ def test_two_workers_share_one_study_then_a_rerun_resumes_it(tmp_path):
     workers = [pfl(*args, wait=False) for _ in range(2)]
     outs = [w.communicate(timeout=600)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), outs[0][-2000:] + outs[1][-2000:]
-    ran = [set(map(int, re.findall(r"trial (\d+) COMPLETE", o))) for o in outs]
+    ran = [set(map(int, re.findall(r"#(\d+) complete ", o))) for o in outs]
     assert not ran[0] & ran[1]  # no trial ran twice
     assert ran[0] | ran[1] == {0, 1, 2}  # none lost
     ts = trials(tmp_path)
@@ -154,7 +154,7 @@ def test_two_workers_share_one_study_then_a_rerun_resumes_it(tmp_path):
     # the same command again, with a larger budget: one more trial, the first three untouched
     rc, out = pfl(*args[:-2], "sweep.n_trials=4", f"hydra.sweep.dir={tmp_path}")
     assert rc == 0, out[-2000:]
-    assert re.findall(r"trial (\d+) COMPLETE", out) == ["3"]
+    assert re.findall(r"#(\d+) complete ", out) == ["3"]
     assert [t.state for t in trials(tmp_path)] == [TrialState.COMPLETE] * 4
 
 

@@ -61,10 +61,10 @@ def test_a_lightning_hydra_template_search_runs_unchanged(tmp_path):
     a sampler with _target_, tag(log, interval(...)) and range(...)."""
     d = tmp_path / "sweep"
     rc, out = pfl("--config-dir", str(REPO / "tests" / "sweep" / "configs"), "+hparams_search=lht_fedavg",
-                  *TINY, f"hydra.sweep.dir={d}")
+                  *TINY, f"hydra.sweep.dir={d}", "hydra.sweeper.n_trials=1")  # one trial: the file's keys are the point
     assert rc == 0, out[-3000:]
     study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{d / 'optuna.db'}")
-    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"] * 2
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE"]
     assert study.metric_names == ["heldout/pers_acc_2"]  # optimized_metric
     assert all(t.params["algorithm.local_epochs"] in (1, 2) for t in study.get_trials())
     results = yaml.safe_load((d / "optimization_results.yaml").read_text())

@@ -56,7 +56,7 @@ def fingerprint(conf_dir: Path) -> str:
     from importlib import metadata
 
     h = hashlib.sha256(f"{FORMAT} {sys.version}".encode())
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(__file__).resolve().parents[1]  # the whole pfl package
     for root, pattern in ((pkg, "*.py"), (conf_dir, "*.yaml")):
         for path in sorted(root.rglob(pattern)):
             h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -122,6 +122,21 @@ def build(desc: dict) -> type:
     return dataclasses.make_dataclass(desc["name"], fields, kw_only=desc.get("kw_only", False))
 
 
+TRAINER_KEY = "__trainer_arguments__"
+_TRAINER: list[str] = []
+
+
+def trainer_arguments() -> list[str]:
+    """pl.Trainer's argument names (from the cache after `register`, else from Lightning: +trainer.NAME)."""
+    if not _TRAINER:
+        import inspect
+
+        from pytorch_lightning import Trainer
+
+        _TRAINER[:] = sorted(n for n in inspect.signature(Trainer.__init__).parameters if n != "self")
+    return list(_TRAINER)
+
+
 # -- register ---------------------------------------------------------------------------
 
 def _entries(conf_dir: Path) -> dict[str, type]:
@@ -155,13 +170,14 @@ def register(conf_dir: str | Path | None = None) -> bool:
         described = None
     cs = ConfigStore.instance()
     if described is not None:
+        _TRAINER[:] = described.pop(TRAINER_KEY, None) or []
         for name, desc in described.items():
             cs.store(name=name, node=build(desc), **({} if name == "schema" else {"provider": "pfl"}))
         _DONE.add(str(conf))
         return True
     entries = _entries(conf)  # stores them too
     try:
-        text = json.dumps({name: describe(cls) for name, cls in entries.items()})
+        text = json.dumps({TRAINER_KEY: trainer_arguments(), **{name: describe(cls) for name, cls in entries.items()}})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text)

@@ -62,7 +62,7 @@ class TrainerConfig:
     devices: Any = 1  # processes per node (Lightning's name); > 1: each rank trains its share of the cohort
     num_nodes: int = setting(1, integer(ge=1))
     strategy: Any = "auto"  # auto/ddp: pfl.engine.distributed.RoundDDPStrategy when several processes run
-    precision: Optional[Any] = None  # null: Lightning's default (32-true); e.g. bf16-mixed, 16-mixed, 64-true
+    precision: Optional[Any] = None  # null: Lightning's default (32-true); or 32-true, bf16-mixed, 16-mixed
     enable_progress_bar: Optional[bool] = None  # null: only on a terminal and without TQDM_DISABLE=1
     log_every_n_steps: int = setting(1, integer(ge=1, note="training rows every this many rounds; "
                                                          "evaluation rows always"))

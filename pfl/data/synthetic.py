@@ -73,18 +73,20 @@ def label_maps(seed: int, train_clients: int, num_clients: int, num_classes: int
     return np.concatenate(maps), permuted
 
 
-def generated_data(xs, ys, test_fraction, train_clients, num_classes, maps, permuted, info) -> FederatedData:
-    """A generated data set from each client's (x, y): the first `test_fraction` of a client's examples are its
-    test set, clients [0, train_clients) train and the rest are held out."""
+def generated_data(xs, ys, test_fraction, train_clients, num_classes, maps, permuted, info,
+                   name: str = "synthetic") -> FederatedData:
+    """A generated data set `name` from each client's (x, y): the first `test_fraction` of a client's examples
+    are its test set, clients [0, train_clients) train and the rest are held out; `maps` and `permuted` are
+    `label_maps`'s; `info` must hold `dim` (the model's `in_features`)."""
     tr_x, tr_y, te_x, te_y = [], [], [], []
     for x, y in zip(xs, ys):
         n_test = max(1, int(round(test_fraction * len(x))))
         tr_x.append(x[n_test:]), tr_y.append(y[n_test:]), te_x.append(x[:n_test]), te_y.append(y[:n_test])
-    ids = [f"synthetic_{k:04d}" for k in range(len(xs))]
+    ids = [f"{name}_{k:04d}" for k in range(len(xs))]
     y64 = lambda ys: [torch.from_numpy(a.astype(np.int64)) for a in ys]  # noqa: E731
     pop = Population.from_clients(ids, tr_x, y64(tr_y), te_x, y64(te_y))
     data = FederatedData(
-        name="synthetic",
+        name=name,
         train=pop.subset(range(train_clients)),
         heldout=pop.subset(range(train_clients, len(xs))),
         num_classes=num_classes,

@@ -12,8 +12,8 @@ Checked in README.md, docs/**/*.md and experiments/**/*.md (prose, backticks and
 
 Not checked: absolute paths, `~`, `../` (outside the repo), URLs, placeholders (`<run>`, `$VAR`) and
 run outputs (`outputs/`, `multirun/`). A file the reader is told to create is marked `(new)` right after
-its path (`conf/algorithm/fedprox.yaml` (new)); such a file's option name is then allowed in that document,
-and so is a wrong choice the document shows failing (`error: algorithm=nope is not an option ...`).
+its path (`conf/algorithm/fedprox.yaml` (new)) or names a fenced block's content (```yaml file=PATH);
+such a file's path and option name are then allowed in that document, and so is a wrong choice the document shows failing (`error: algorithm=nope is not an option ...`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 MODULE = re.compile(r"python -m (pfl(?:\.\w+)*)")
 OPTION = re.compile(r"(?<![\w./+-])(\+?)(\w+)=([\w][\w,]*)")
 NEW = re.compile(r"`?\s*\(new\b")
+FILE_FENCE = re.compile(r"```\w+ file=")  # a code block the reader writes to that path (docs/extending.md)
 
 
 def documents() -> list[Path]:
@@ -78,7 +79,7 @@ def dead_references(doc: Path, text: str) -> list[str]:
             dead.append(target)
     for m in PATH.finditer(text):
         path = m.group(1).rstrip(".,;:")
-        if NEW.match(text, m.end()):
+        if NEW.match(text, m.end()) or FILE_FENCE.fullmatch(text, text.rfind("\n", 0, m.start()) + 1, m.start()):
             new.add(path)
             continue
         if path.startswith(RUNTIME):
@@ -109,7 +110,7 @@ def dead_references(doc: Path, text: str) -> list[str]:
         for value in values.split(","):
             if value and value != "null" and value not in groups[group]:
                 dead.append(f"{plus}{group}={value}")
-    return list(dict.fromkeys(dead))
+    return list(dict.fromkeys(d for d in dead if d not in new))  # a file the document creates, named again
 
 
 def test_the_documents_exist():

@@ -28,7 +28,7 @@ from tests.reliability.fuzz import (NUMBERS, TRIED, check_outcome, cli_value, h5
 # no shrinking: a case costs up to a second of CPU, and the failing case is printed as generated
 FAST = settings(max_examples=2, deadline=None, database=None, derandomize=True, phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
-SOAK = settings(max_examples=int(os.environ.get("PFL_SOAK_EXAMPLES", "40")), deadline=None, database=None,
+SOAK = settings(max_examples=int(os.environ.get("PFL_SOAK_EXAMPLES", "10")), deadline=None, database=None,
                 phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
 

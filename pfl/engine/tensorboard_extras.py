@@ -34,8 +34,12 @@ def log_run_summary(logger, run: RunInfo, summary: dict, run_dir: Path) -> None:
 
     params = {"algorithm": run.algorithm, "dataset": run.dataset, "model": run.model, "seed": run.seed,
               "zeta": run.zeta, "clients_per_round": run.clients_per_round, "config": run.config}
-    logger.log_hyperparams(params, final_metrics(summary))
     writer = logger.experiment
+    if getattr(writer, "file_writer", True) is None and hasattr(writer, "_filename_suffix"):
+        # tensorboardX reopens the writer Lightning closed at the end of fit with a file named by the second
+        # and the host: within the same second as the first file it would overwrite the run's scalars
+        writer._filename_suffix += ".summary"
+    logger.log_hyperparams(params, final_metrics(summary))
     for png in sorted(Path(run_dir).glob("plots/*.png")):
         pixels = image.imread(png)
         writer.add_image(f"plots/{png.stem}", np.ascontiguousarray(pixels[..., :3]), dataformats="HWC")

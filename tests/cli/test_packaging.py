@@ -50,6 +50,7 @@ def test_wheel_holds_every_module_config_and_sweep(wheel):
     assert "pfl = pfl.cli:main" in entry
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_unpacked_wheel_runs_from_another_directory(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

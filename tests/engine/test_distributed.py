@@ -47,6 +47,7 @@ def _same(a, b):
         close_tree(a[k], b[k], k)
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_two_ranks_equal_one_process_and_resume_across_world_sizes(tmp_path):
     ref = train(compose_cfg(ARGS, tiny=False), tmp_path / "one")  # one process (this one: no interpreter start)
     two = tmp_path / "two_then_one"

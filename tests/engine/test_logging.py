@@ -49,6 +49,7 @@ def _values(path) -> list:
     return out
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_a_20_round_run_logs_every_round_to_every_logger_under_one_name(tmp_path):
     if not any(__import__("importlib").util.find_spec(m) for m in ("tensorboardX", "tensorboard")):
         pytest.skip("logger=tensorboard needs tensorboard or tensorboardX (the `test` extra installs tensorboardX)")

@@ -28,6 +28,7 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path):
     assert (tmp_path / "full" / "metrics.csv").read_text() .splitlines()[0] == rows[0]
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_kill_minus_9_then_resume(tmp_path):
     args = [a for a in TINY if not a.startswith(("rounds=", "checkpoint_every=", "eval_every="))]
     args += ["rounds=12", "checkpoint_every=2", "eval_every=6"]

@@ -28,6 +28,7 @@ def _pfl(run, *extra, stderr):
                             stdout=subprocess.DEVNULL, stderr=stderr)
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 @pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_evaluation_stops_fast_and_resumes_to_the_same_result(signum, code, tmp_path):
     cut = tmp_path / "cut"

@@ -147,6 +147,7 @@ def test_presets_declare_the_papers_grids():
     assert compose(["experiment=jiang2019_table1", "dataset=synthetic"]).rounds == 500
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_table1_multirun_from_the_command_line(tmp_path):
     """`python -m pfl -m experiment=...`: the preset's grid, narrowed to one job by CLI values."""
     env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")

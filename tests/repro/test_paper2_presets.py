@@ -51,6 +51,7 @@ def test_small_grid_runs_each_algorithm(tmp_path, monkeypatch):
         assert s["local_baseline"] is not None and s["flops_per_round"][alg] > 0
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_small_grid_cli_multirun(tmp_path):
     """The preset is a Hydra multirun; one cell of it through `python -m pfl`."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PFL_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}

@@ -137,6 +137,7 @@ def test_report_of_the_finished_sweep(outcome_sweep):
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 3  # objective/params, history, convergence
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_two_workers_share_one_study_then_a_rerun_resumes_it(tmp_path):
     args = ["-m", *SWEEP, *TINY, "sweep.n_trials=3", "sweep.pruner=null", f"hydra.sweep.dir={tmp_path}"]
     workers = [pfl(*args, wait=False) for _ in range(2)]
@@ -158,6 +159,7 @@ def test_two_workers_share_one_study_then_a_rerun_resumes_it(tmp_path):
     assert [t.state for t in trials(tmp_path)] == [TrialState.COMPLETE] * 4
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_hydra_grid_in_parallel_with_joblib_and_its_report(tmp_path):
     rc, out = pfl("-m", "algorithm=fedavg", "algorithm.local_epochs=1,2", *TINY, "hydra/launcher=joblib",
                   "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}")

@@ -36,6 +36,7 @@ def test_directions_may_be_one_string(value):
     assert merged_settings(cfg, _sweeper_keys(cfg)).directions == ["maximize"]
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_a_yaml_written_for_hydra_optuna_sweeper_runs_unchanged(tmp_path):
     d = tmp_path / "sweep"
     rc, out = pfl("-m", "--config-dir", str(REPO / "tests" / "sweep" / "configs"), "experiment=hos_fedavg_lr",
@@ -56,6 +57,7 @@ def test_a_yaml_written_for_hydra_optuna_sweeper_runs_unchanged(tmp_path):
     assert Path(entry["run_dir"]).name == f"trial_{best.number}" and (Path(entry["run_dir"]) / "summary.json").is_file()
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_a_lightning_hydra_template_search_runs_unchanged(tmp_path):
     """Its layout: top-level optimized_metric, hydra.mode MULTIRUN (no -m), the upstream sweeper's _target_,
     a sampler with _target_, tag(log, interval(...)) and range(...)."""

@@ -14,6 +14,7 @@ import sys
 import time
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.helpers import REPO, TINY_FAST, tiny
@@ -38,6 +39,7 @@ def _trials(url):
         return []
 
 
+@pytest.mark.slow  # real processes (interpreter start-up dominates); runs in the full suite
 def test_two_workers_on_postgres_one_killed_mid_trial(postgres_url, tmp_path):  # noqa: F811
     url = postgres_url
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(3)]

@@ -41,7 +41,7 @@ from torch import Tensor
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.fedproto import COUNT, MEAN, PRESENT, aligned_loss, average_prototypes, class_sums
-from pfl.algorithms.fedrep import _with_fixed
+from pfl.algorithms.fedrep import FedRep, _with_fixed
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
 from pfl.config.errors import check
 from pfl.config.settings import boolean, integer, number, setting, text
@@ -146,11 +146,6 @@ class FedPAC(Algorithm):
             params[HEADS + k][updates.ids] = torch.einsum("ij,j...->i...", alpha.to(heads), heads)
         return super().server_update(params, delta, optimizer, server_state, updates)  # θ: the weighted mean
 
-    def personal_model(self, params, state=None):
-        model = self.model_params(params)
-        return model if state is None else {**model, **state}
-
-    def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
-        body, head = split_by_prefix(self.personal_model(params, state), self.head)
-        local.train_by_epoch(head, data, key, epochs, lambda e, h: on_epoch(e, {**body, **h}),
-                             loss=_with_fixed(local.task.loss, body))
+    # a training client's own head over the shared body; personalization trains the head alone (as FedRep)
+    personal_model = FedRep.personal_model
+    adapt = FedRep.adapt

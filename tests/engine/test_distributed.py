@@ -75,7 +75,7 @@ EVERY = tiny({"rounds": 2, "eval_every": 2, "checkpoint_every": 0, "clients_per_
               "personalization.train_clients": 2})
 
 
-@pytest.mark.slow  # two real processes running every algorithm; ~1 minute on an idle 2-core machine
+@pytest.mark.slow  # two real processes running every algorithm in turn, then each algorithm in this process
 def test_two_ranks_equal_one_process_for_every_algorithm(tmp_path):
     runs = [[name, [*EVERY, f"algorithm={name}", *contract_overrides(name)]] for name in ALGORITHMS]
     spec = tmp_path / "spec.json"

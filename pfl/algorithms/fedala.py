@@ -33,7 +33,7 @@ from typing import ClassVar
 import torch
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.head_split import check_head, split_by_prefix
 from pfl.data.federated import ClientData
 from pfl.execution import where_tree
@@ -60,8 +60,7 @@ def ala_mix(global_params, local_params, weights):
 
 
 @dataclass
-class FedALA(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedALA(LocalEpochs, Algorithm):
     sample_percent: float = setting(80.0, number(gt=0, le=100))  # s: % of local data that trains W
     ala_lr: float = setting(1.0, number(ge=0))  # η: step size of W
     start_epochs: int = setting(10, integer(ge=1))  # passes over D^s in a client's first ALA round
@@ -117,7 +116,7 @@ class FedALA(Algorithm):
         prev = self._previous(sent, state)
         weights = self.learn_weights(local, sent, prev, self._part(state, "w."), data, key, state["rounds"] == 1)
         start = ala_mix(sent, prev, weights)
-        new, loss = local.train(start, data, key, local.epochs(self.local_epochs))
+        new, loss = local.train(start, data, key, self.steps(local))
         new_state = {**{"local." + k: v for k, v in new.items()}, **{"w." + k: v for k, v in weights.items()},
                      "rounds": state["rounds"] + 1}
         return ClientUpdate(model_delta(sent, new), examples_weight(data), {"loss": loss}, new_state)

@@ -30,7 +30,7 @@ import torch
 from torch.func import grad
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, model_delta
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
 from pfl.optim import ClientSGD
 from pfl.config.settings import integer, number, setting
@@ -44,8 +44,7 @@ def class_means(z, y, mask, classes: int):
 
 
 @dataclass
-class FedAS(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedAS(LocalEpochs, Algorithm):
     align_epochs: int = setting(1, integer(ge=0))  # epochs of parameter alignment (0: none)
     align_lr: float = setting(0.01, number(gt=0))  # SGD step of the alignment
     head: ClassVar[str] = "head"
@@ -91,7 +90,7 @@ class FedAS(Algorithm):
     def client_update(self, local, sent, data, key, state=None):
         body = self.align(local, sent, state, data, rng.fold(key, 0xA116)) if self.align_epochs else sent
         head = split_by_prefix(state, self.head)[1]
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, loss = local.train({**body, **head}, data, key, steps)
         fisher = self.fisher_trace(local, new, data, rng.fold(key, 0xF15))
         shared = split_by_prefix(new, self.head)[0]

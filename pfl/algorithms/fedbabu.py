@@ -25,22 +25,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, nbytes
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta, nbytes
 from pfl.algorithms.fedrep import _with_fixed
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.config.settings import integer, one_of, setting, text
+from pfl.config.settings import one_of, setting, text
 
 
 @dataclass
-class FedBABU(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E: epochs of body updates per round
+class FedBABU(LocalEpochs, Algorithm):  # E: epochs of body updates per round
     head: str = setting("head", text("head"))  # prefix of the frozen head (every shipped model: head)
     finetune: str = setting("head", one_of("head", "all"))  # personalization: head | all
 
     def client_update(self, local, sent, data, key, state=None):
         check_head(local.task, self.head)
         body, head = split_by_prefix(sent, self.head)
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, loss = local.train(body, data, key, steps, loss=_with_fixed(local.task.loss, head))
         return ClientUpdate(model_delta(body, new), examples_weight(data), {"loss": loss})
 

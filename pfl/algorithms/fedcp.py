@@ -40,11 +40,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
 from pfl.algorithms.pfedhn import _generator, _linear
 from pfl.config.errors import check
-from pfl.config.settings import integer, number, setting, text
+from pfl.config.settings import number, setting, text
 
 CPN, OWN, CONTEXT = "cpn.", "personal.", "context.v"
 BANDWIDTHS = (10.0, 15.0, 20.0, 50.0)
@@ -63,8 +63,7 @@ def mmd2(x: Tensor, y: Tensor, m: Tensor) -> Tensor:
 
 
 @dataclass
-class FedCP(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedCP(LocalEpochs, Algorithm):
     lam: float = setting(5.0, number(ge=0))  # λ: weight of the MMD term
     tau: float = setting(1.0, number(gt=0))  # τ: temperature of the Gumbel-softmax policy
     head: str = setting("head", text("head"))  # prefix of the head (the layer after the features)
@@ -129,7 +128,7 @@ class FedCP(Algorithm):
     def client_update(self, local, sent, data, key, state=None):
         hs = HeadSplit(local.task, self.head)
         trained, frozen = self._parts({**sent, **state})
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, value = local.train(trained, data, key, steps, loss=self.loss(local, hs, frozen, sent))
         p = {**new, **frozen}
         x, y, mask = local.full_batch(data)

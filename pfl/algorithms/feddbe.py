@@ -35,11 +35,11 @@ from torch import nn
 from torch.func import grad_and_value
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.head_split import HeadSplit, linear_head_weight
 from pfl.config.errors import check
 from pfl.execution import StepLoop
-from pfl.config.settings import integer, number, setting
+from pfl.config.settings import number, setting
 
 PRBM = "dbe.prbm"
 
@@ -51,8 +51,7 @@ def masked_mean(z, mask):
 
 
 @dataclass
-class FedDBE(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedDBE(LocalEpochs, Algorithm):
     kappa: float = setting(50.0, number(ge=0))  # κ: weight of the mean regularization
     momentum: float = setting(1.0, number(gt=0, le=1))  # μ: weight of the batch in the running mean
     head: ClassVar[str] = "head"
@@ -102,7 +101,7 @@ class FedDBE(Algorithm):
             p, opt = local.opt.update(p, g, opt)
             return p, opt, running, total + value.detach()
 
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         zero = torch.zeros((), device=data.x.device)
         start = (params, local.opt.init(params), torch.zeros_like(state[PRBM]), zero)
         new, _, running, total = local.steps_loop(data)(start, step, steps, data.n)

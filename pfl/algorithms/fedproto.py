@@ -36,10 +36,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight
 from pfl.algorithms.head_split import HeadSplit
 from pfl.config.errors import check
-from pfl.config.settings import integer, number, one_of, setting, text
+from pfl.config.settings import number, one_of, setting, text
 
 MEAN, COUNT, PRESENT = "prototypes.mean", "prototypes.count", "prototypes.present"
 
@@ -76,8 +76,7 @@ def aligned_loss(local, head: str, lam: float, protos: Tensor, present: Tensor):
 
 
 @dataclass
-class FedProto(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedProto(LocalEpochs, Algorithm):
     lam: float = setting(1.0, number(ge=0))  # λ: weight of the prototype regularizer
     weighting: str = setting("counts", one_of("counts", "clients"))  # Eq. (6): by |D_i,j| or uniform over clients
     head: str = setting("head", text("head"))  # prefix of the head (the layer after the features)
@@ -100,7 +99,7 @@ class FedProto(Algorithm):
         return aligned_loss(local, self.head, self.lam, protos, present)
 
     def client_update(self, local, sent, data, key, state=None):
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, value = local.train(state, data, key, steps, loss=self.loss(local, sent[MEAN], sent[PRESENT]))
         hs = HeadSplit(local.task, self.head)
         x, y, mask = local.full_batch(data)

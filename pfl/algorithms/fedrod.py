@@ -31,11 +31,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.fedrep import _with_fixed
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
 from pfl.config.errors import check
-from pfl.config.settings import integer, setting
 
 MINE = "personal."  # the personalized head's names inside the client's training dict
 
@@ -56,8 +55,7 @@ def balanced_softmax_loss(task, logits: Tensor, log_counts: Tensor, y: Tensor, m
 
 
 @dataclass
-class FedRoD(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedRoD(LocalEpochs, Algorithm):
     head: ClassVar[str] = "head"  # the generic head g (and the shape of the personalized h)
 
     def init_client_state(self, global_params):
@@ -86,7 +84,7 @@ class FedRoD(Algorithm):
         hs = self.split(local.task)
         log_counts = log_class_counts(local.task, data, hs.module.out_features)
         start = {**sent, **{MINE + k: v for k, v in state.items()}}
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, loss = local.train(start, data, key, steps, loss=self.two_losses(local.task, log_counts))
         model = {k: new[k] for k in sent}
         personal = {k: new[MINE + k] for k in state}

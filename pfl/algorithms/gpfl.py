@@ -34,9 +34,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.head_split import HeadSplit, linear_head_weight, split_by_prefix
-from pfl.config.settings import integer, number, setting
+from pfl.config.settings import number, setting
 
 GCE, P, PROPS = "gpfl.gce", "gpfl.p", "gpfl.props"
 
@@ -56,8 +56,7 @@ def class_proportions(data, classes: int) -> Tensor:
 
 
 @dataclass
-class GPFL(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class GPFL(LocalEpochs, Algorithm):
     lam: float = setting(0.01, number(ge=0))  # λ: magnitude-level guidance
     mu: float = setting(0.1, number(ge=0))  # μ: L2 regularization of GCE and CoV
     head: ClassVar[str] = "head"
@@ -105,7 +104,7 @@ class GPFL(Algorithm):
         hs = HeadSplit(local.task, self.head)
         props = class_proportions(data, sent[GCE].shape[0])
         head = {k: v for k, v in state.items() if k != PROPS}
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, loss = local.train({**sent, **head}, data, key, steps, loss=self.loss(hs, sent[GCE].detach(), props))
         shared = {k: new[k] for k in sent}
         new_state = {**{k: new[k] for k in head}, PROPS: props}

@@ -11,15 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.config.settings import integer, setting, text
+from pfl.config.settings import setting, text
 from pfl.task import Params
 
 
 @dataclass
-class SplitSharing(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class SplitSharing(LocalEpochs, Algorithm):
     head: str = setting("head", text("head"))  # prefix of the head's parameters (every shipped model: head)
     personal: ClassVar[str] = "head"  # "head" (FedPer) or "body" (LG-FedAvg): the part a client keeps
 
@@ -36,7 +35,7 @@ class SplitSharing(Algorithm):
 
     def client_update(self, local, sent, data, key, state=None):
         check_head(local.task, self.head)
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, loss = local.train({**sent, **state}, data, key, steps)
         shared, personal = self._parts(new)
         return ClientUpdate(model_delta(sent, shared), examples_weight(data), {"loss": loss}, personal)

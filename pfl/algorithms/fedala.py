@@ -28,7 +28,6 @@ then train the whole model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
@@ -64,10 +63,9 @@ class FedALA(LocalEpochs, Algorithm):
     sample_percent: float = setting(80.0, number(gt=0, le=100))  # s: % of local data that trains W
     ala_lr: float = setting(1.0, number(ge=0))  # η: step size of W
     start_epochs: int = setting(10, integer(ge=1))  # passes over D^s in a client's first ALA round
-    head: ClassVar[str] = "head"  # the mixed top layers (p): the head's parameters
 
     def init_client_state(self, global_params):
-        mixed = split_by_prefix(global_params, self.head)[1]
+        mixed = split_by_prefix(global_params)[1]  # the mixed top layers (p): the head's parameters
         device = next(iter(global_params.values())).device
         return {**{"local." + k: v.detach().clone() for k, v in global_params.items()},
                 **{"w." + k: torch.ones_like(v) for k, v in mixed.items()},
@@ -112,7 +110,7 @@ class FedALA(LocalEpochs, Algorithm):
         return w
 
     def client_update(self, local, sent, data, key, state=None):
-        check_head(local.task, self.head)
+        check_head(local.task)
         prev = self._previous(sent, state)
         weights = self.learn_weights(local, sent, prev, self._part(state, "w."), data, key, state["rounds"] == 1)
         start = ala_mix(sent, prev, weights)

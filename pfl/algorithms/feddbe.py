@@ -28,7 +28,6 @@ k epochs of local training of that whole model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import nn
@@ -54,21 +53,20 @@ def masked_mean(z, mask):
 class FedDBE(LocalEpochs, Algorithm):
     kappa: float = setting(50.0, number(ge=0))  # κ: weight of the mean regularization
     momentum: float = setting(1.0, number(gt=0, le=1))  # μ: weight of the batch in the running mean
-    head: ClassVar[str] = "head"
 
     def init_server_state(self, global_params, num_clients=None, rounds=None):
-        w = linear_head_weight(global_params, self.head)
+        w = linear_head_weight(global_params)
         return {"consensus": w.new_zeros(w.shape[-1]), "ready": torch.zeros((), dtype=torch.bool)}
 
     def init_client_state(self, global_params):
-        w = linear_head_weight(global_params, self.head)
+        w = linear_head_weight(global_params)
         return {PRBM: w.new_zeros(w.shape[-1])}
 
     def broadcast(self, global_params, key, server_state):
         return {**global_params, "dbe.consensus": server_state["consensus"], "dbe.ready": server_state["ready"]}
 
     def split(self, task) -> HeadSplit:
-        hs = HeadSplit(task, self.head)
+        hs = HeadSplit(task)
         check(isinstance(hs.module, nn.Linear) and hs.module.bias is not None, "model", type(task.model).__name__,
               "a model whose head is one nn.Linear with a bias (FedDBE folds z̄ᵖ into the head's bias)")
         return hs

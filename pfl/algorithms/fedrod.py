@@ -26,7 +26,6 @@ model both ways (FedAvg's); φ never travels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -56,13 +55,12 @@ def balanced_softmax_loss(task, logits: Tensor, log_counts: Tensor, y: Tensor, m
 
 @dataclass
 class FedRoD(LocalEpochs, Algorithm):
-    head: ClassVar[str] = "head"  # the generic head g (and the shape of the personalized h)
 
     def init_client_state(self, global_params):
-        return {k: torch.zeros_like(v) for k, v in split_by_prefix(global_params, self.head)[1].items()}
+        return {k: torch.zeros_like(v) for k, v in split_by_prefix(global_params)[1].items()}
 
     def split(self, task) -> HeadSplit:
-        hs = HeadSplit(task, self.head)
+        hs = HeadSplit(task)
         check(isinstance(hs.module, nn.Linear), "model", type(task.model).__name__,
               "a model whose head is one nn.Linear (FedRoD's personalized model is the head g + h)")
         return hs
@@ -95,6 +93,6 @@ class FedRoD(LocalEpochs, Algorithm):
         return model if state is None else {k: v + state[k] if k in state else v for k, v in model.items()}
 
     def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
-        body, head = split_by_prefix(self.personal_model(params, state), self.head)
+        body, head = split_by_prefix(self.personal_model(params, state))
         local.train_by_epoch(head, data, key, epochs, lambda e, h: on_epoch(e, {**body, **h}),
                              loss=_with_fixed(local.task.loss, body))

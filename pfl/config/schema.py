@@ -173,8 +173,15 @@ GROUP_SCHEMA = {
 
 
 def _yaml(path: Path) -> dict:
+    """A config file's contents (read only: shared between callers), parsed once per version of the file."""
+    st = path.stat()
+    return _parsed(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=512)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError:
         return {}
     return data if isinstance(data, dict) else {}

@@ -206,9 +206,11 @@ def main() -> None:
             sys.exit(2)
         _claimed_main(args)
     except Stopped as exc:  # SIGTERM / SIGINT / SIGHUP while training (pfl.engine.faults)
+        _end_bars()
         print(stopped_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
+        _end_bars()
         print("stopped (Ctrl-C) before training started", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence (pfl.engine.last_resort)
@@ -222,6 +224,14 @@ def main() -> None:
 
         print(unexpected(exc), file=sys.stderr)
         sys.exit(1)
+
+
+def _end_bars() -> None:
+    """The message that follows on a line of its own (bars exist only once tqdm was imported)."""
+    if "tqdm" in sys.modules:
+        from pfl.engine.progress import close_bars
+
+        close_bars()
 
 
 def _fast_help(args: list[str]) -> bool:

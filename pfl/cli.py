@@ -92,6 +92,9 @@ def precheck(args: list[str]) -> str | None:
                 ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
                 if ignored:
                     return ignored
+            problem = _quick_values(jobs, composed, compose_with, dirs)  # from the cache: no torch
+            if problem:
+                return problem
             from pfl.config import validate  # ... then the values are checked (imports the targets)
 
             for overrides, cfg in zip(jobs, composed):
@@ -101,6 +104,23 @@ def precheck(args: list[str]) -> str | None:
                     return _job_error(exc, compose_with, overrides, len(jobs), dirs)
     finally:
         GlobalHydra.instance().clear()
+    return None
+
+
+def _quick_values(jobs, composed, compose_with, dirs) -> str | None:
+    """The first value refused by a rule the schema cache describes (pfl.config.quick_check), or None."""
+    from pfl.config.errors import ConfigError
+    from pfl.config.quick_check import quick_check
+    from pfl.config.schema_cache import cached_rules
+
+    described = cached_rules()
+    for overrides, cfg in zip(jobs, composed) if described else ():
+        try:
+            quick_check(cfg, described)
+        except ConfigError as exc:
+            return _job_error(exc, compose_with, overrides, len(jobs), dirs)
+        except Exception:  # noqa: BLE001 - anything else (a missing value): validate reports it as it always has
+            return None
     return None
 
 

@@ -1,5 +1,6 @@
-"""Ctrl-C during a run: the stop message starts on a line of its own, below the progress bars, instead of
-being spliced into the bar's line (what the terminal showed: `rounds:  40%|####  | 4/10 ^Cstopped at ...`)."""
+"""The terminal during a run: log lines go above the progress bar, and Ctrl-C's stop message starts on a line
+of its own below the bars, instead of being spliced into the bar's line (what the terminal showed:
+`rounds:  40%|####  | 4/10 ^Cstopped at ...`)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def test_ctrl_c_in_a_terminal_prints_the_stop_on_a_clean_line(tmp_path):
     import struct
     import termios
 
-    args = tiny({"rounds": 400, "eval_every": 1000, "checkpoint_every": 1, "personalization.train_clients": 0})
+    args = tiny({"rounds": 400, "eval_every": 50, "checkpoint_every": 1, "personalization.train_clients": 0})
     master, slave = pty.openpty()  # stdout and stderr on one terminal, as in a shell
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 0 columns: tqdm draws nothing
     env = dict(os.environ, PYTHONPATH=str(REPO), WANDB_MODE="disabled")
@@ -78,7 +79,7 @@ def test_ctrl_c_in_a_terminal_prints_the_stop_on_a_clean_line(tmp_path):
             if not chunk:
                 break
             raw += chunk
-        if not sent and re.search(rb"\| *[1-9]\d*/400 \[", raw):
+        if not sent and re.search(rb"\| *[1-9]\d*/400 \[", raw) and b"round 50: heldout" in raw:
             proc.send_signal(signal.SIGINT)
             sent = True
         if proc.poll() is not None and not ready:
@@ -89,3 +90,7 @@ def test_ctrl_c_in_a_terminal_prints_the_stop_on_a_clean_line(tmp_path):
     assert sent and rc == 130, lines[-10:]
     (stop,) = [line for line in lines if "stopped at round" in line]
     assert stop.startswith("stopped at round"), lines[-10:]  # on its own line, not after the bar
+    # the log lines of the run (round 50's evaluation) went above the bar (tqdm's logging redirect), not into it
+    logged = [line for line in lines if "[pfl][INFO]" in line]
+    assert any("round 50: heldout" in line for line in logged), lines
+    assert all(line.startswith("[20") for line in logged), [line for line in logged if not line.startswith("[20")]

@@ -47,6 +47,12 @@ BACKENDS = ("auto", "vmap", "sequential")
 Count = Union[int, Callable[[Tensor], Tensor]]
 
 
+def under_vmap() -> bool:
+    """True inside torch.func.vmap (where shapes may not depend on a client's values)."""
+    stack = torch._C._functorch.get_interpreter_stack() or []
+    return any(i.key() == torch._C._functorch.TransformType.Vmap for i in stack)
+
+
 def where_tree(cond: Tensor, new, old):
     """Elementwise choice between two (nested) dicts / tuples of tensors."""
     if isinstance(new, dict):

@@ -118,16 +118,19 @@ def _quick_values(jobs, composed, compose_with, dirs) -> str | None:
         try:
             quick_check(cfg, described)
         except ConfigError as exc:
-            return _job_error(exc, compose_with, overrides, len(jobs), dirs)
+            return _job_error(exc, compose_with, overrides, len(jobs), dirs, structural=False)
         except Exception:  # noqa: BLE001 - anything else (a missing value): validate reports it as it always has
             return None
     return None
 
 
-def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int, dirs: list[Path]) -> str:
+def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int, dirs: list[Path],
+               structural: bool = True) -> str:
+    """The error's line; `structural` False: a value refused by its rule (no group to look for: two compositions saved)."""
     which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
     where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
-    return (unselected_group(compose, overrides) or explain(exc, _keys_of(compose, overrides), dirs)) + where
+    group = unselected_group(compose, overrides) if structural else None
+    return (group or explain(exc, _keys_of(compose, overrides), dirs)) + where
 
 
 def config_dir_of(args: list[str]) -> tuple[str | None, list[str]]:

@@ -75,7 +75,10 @@ class LocalTrainer:
         pos = first + torch.arange(width, device=data.x.device)
         idx = order[pos.clamp(max=size - 1)]
         mask = pos < data.n
-        return self.augment(data, data.x[idx], rng.fold(rng.fold(key, 0xA06), step)), data.y[idx], mask
+        x = data.x[idx]
+        if data.aug is not None and self.task.augment is not None:  # its key only where it is used
+            x = self.augment(data, x, rng.fold(rng.fold(key, 0xA06), step))
+        return x, data.y[idx], mask
 
     def augment(self, data: ClientData, x: Tensor, key: Tensor) -> Tensor:
         """x augmented by the task's augmentation where the client's `aug` flag

@@ -92,6 +92,9 @@ def precheck(args: list[str]) -> str | None:
                 ignored = stage_overrides.problem(overrides, composed[-1])  # rounds=3 beside a staged preset
                 if ignored:
                     return ignored
+            problem = _quick_values(jobs, composed, compose_with, dirs)  # from the cache: no torch
+            if problem:
+                return problem
             from pfl.config import validate  # ... then the values are checked (imports the targets)
 
             for overrides, cfg in zip(jobs, composed):
@@ -104,10 +107,30 @@ def precheck(args: list[str]) -> str | None:
     return None
 
 
-def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int, dirs: list[Path]) -> str:
+def _quick_values(jobs, composed, compose_with, dirs) -> str | None:
+    """The first value refused by a rule the schema cache describes (pfl.config.quick_check), or None."""
+    from pfl.config.errors import ConfigError
+    from pfl.config.quick_check import quick_check
+    from pfl.config.schema_cache import cached_rules
+
+    described = cached_rules()
+    for overrides, cfg in zip(jobs, composed) if described else ():
+        try:
+            quick_check(cfg, described)
+        except ConfigError as exc:
+            return _job_error(exc, compose_with, overrides, len(jobs), dirs, structural=False)
+        except Exception:  # noqa: BLE001 - anything else (a missing value): validate reports it as it always has
+            return None
+    return None
+
+
+def _job_error(exc: BaseException, compose, overrides: list[str], n_jobs: int, dirs: list[Path],
+               structural: bool = True) -> str:
+    """The error's line; `structural` False: a value refused by its rule (no group to look for: two compositions saved)."""
     which = [o for o in overrides if o.partition("=")[0].lstrip("+~") in _groups()]
     where = f" (in the sweep's job with {' '.join(which)})" if n_jobs > 1 and which else ""
-    return (unselected_group(compose, overrides) or explain(exc, _keys_of(compose, overrides), dirs)) + where
+    group = unselected_group(compose, overrides) if structural else None
+    return (group or explain(exc, _keys_of(compose, overrides), dirs)) + where
 
 
 def config_dir_of(args: list[str]) -> tuple[str | None, list[str]]:
@@ -206,9 +229,11 @@ def main() -> None:
             sys.exit(2)
         _claimed_main(args)
     except Stopped as exc:  # SIGTERM / SIGINT / SIGHUP while training (pfl.engine.faults)
+        _end_bars()
         print(stopped_line(exc, args), file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # Ctrl-C before training started: nothing to resume
+        _end_bars()
         print("stopped (Ctrl-C) before training started", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence (pfl.engine.last_resort)
@@ -222,6 +247,14 @@ def main() -> None:
 
         print(unexpected(exc), file=sys.stderr)
         sys.exit(1)
+
+
+def _end_bars() -> None:
+    """The message that follows on a line of its own (bars exist only once tqdm was imported)."""
+    if "tqdm" in sys.modules:
+        from pfl.engine.progress import close_bars
+
+        close_bars()
 
 
 def _fast_help(args: list[str]) -> bool:

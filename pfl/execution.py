@@ -18,7 +18,7 @@ the results along a leading client axis.
 
 Under Lightning's distributed strategy a backend also carries a `Shard`
 (this process's rank among `world` processes): `map` then computes only this
-rank's contiguous block of the clients and all-gathers every result, so each
+rank's share of the clients (balanced by their example counts) and all-gathers every result, so each
 rank holds the whole cohort's results, in cohort order, exactly as one
 process would (each client's computation depends only on its own data and key).
 
@@ -45,6 +45,12 @@ BACKENDS = ("auto", "vmap", "sequential")
 
 #: a step count: the same for every client, or a function of the client's example count n
 Count = Union[int, Callable[[Tensor], Tensor]]
+
+
+def under_vmap() -> bool:
+    """True inside torch.func.vmap (where shapes may not depend on a client's values)."""
+    stack = torch._C._functorch.get_interpreter_stack() or []
+    return any(i.key() == torch._C._functorch.TransformType.Vmap for i in stack)
 
 
 def where_tree(cond: Tensor, new, old):
@@ -115,8 +121,8 @@ def _client(data, i: int):
     return _rebuild(data, parts)
 
 
-def _chunk(data, sl: slice):
-    """Clients in `sl`, padded only to the largest of them."""
+def _chunk(data, sl: slice | Tensor):
+    """Clients in `sl` (a slice or indices), padded only to the largest of them."""
     parts = []
     for d in _parts(data):
         width = max(int(d.n[sl].max()), 1)
@@ -131,16 +137,31 @@ def _steps_n(data) -> Tensor:
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's share of every client list: rank `rank` of `world` processes."""
+    """This process's share of every client list: rank `rank` of `world` processes.
+
+    With the clients' costs (`weights`, e.g. their example counts) the clients are dealt so that the
+    ranks' sums are close (longest first, each to the least loaded rank); without, in contiguous
+    blocks. The split depends only on `num` and `weights`, so every rank computes the same one."""
 
     rank: int = 0
     world: int = 1
 
-    def part(self, num: int, rank: int | None = None) -> slice:
-        """The contiguous block of `num` clients that `rank` (default: this one) computes."""
-        per = -(-num // self.world)
-        r = self.rank if rank is None else rank
-        return slice(min(r * per, num), min((r + 1) * per, num))
+    def assignment(self, num: int, weights: Tensor | None = None) -> list[Tensor]:
+        """For every rank, the (ascending) indices of the clients it computes."""
+        if weights is None or self.world == 1:
+            per = -(-num // self.world)
+            return [torch.arange(min(r * per, num), min((r + 1) * per, num)) for r in range(self.world)]
+        cost = [float(w) + 1.0 for w in weights.reshape(-1).tolist()]  # + 1: a client's fixed cost
+        load, members = [0.0] * self.world, [[] for _ in range(self.world)]
+        for i in sorted(range(num), key=lambda j: (-cost[j], j)):
+            r = min(range(self.world), key=lambda q: (load[q], q))
+            load[r] += cost[i]
+            members[r].append(i)
+        return [torch.tensor(sorted(m), dtype=torch.long) for m in members]
+
+    def part(self, num: int, rank: int | None = None, weights: Tensor | None = None) -> Tensor:
+        """The indices of the clients that `rank` (default: this one) computes."""
+        return self.assignment(num, weights)[self.rank if rank is None else rank]
 
     def total(self, value: int) -> int:
         """The sum of an integer over the ranks."""
@@ -162,14 +183,16 @@ class Shard:
         dist.all_reduce(out)
         return out
 
-    def gather(self, local, num: int):
-        """Every rank's block of results (leading axis), concatenated in rank order: all `num` rows."""
+    def gather(self, local, num: int, weights: Tensor | None = None):
+        """Every rank's results (leading axis) put back in client order: all `num` rows. `weights` must
+        be those this rank's share was chosen with (`part`)."""
         if self.world == 1:
             return local
         import torch.distributed as dist
 
-        per = -(-num // self.world)
-        sizes = [len(range(num)[self.part(num, r)]) for r in range(self.world)]
+        parts_of = self.assignment(num, weights)
+        per = max(max(len(p) for p in parts_of), 1)
+        order = torch.cat(parts_of)
         leaves, spec = tree_flatten(local)
         out = []
         for t in leaves:
@@ -179,7 +202,9 @@ class Shard:
                 wire = torch.cat([wire, wire[:1].expand(pad, *wire.shape[1:])])
             parts = [torch.empty_like(wire) for _ in range(self.world)]
             dist.all_gather(parts, wire.contiguous())
-            full = torch.cat([p[:n] for p, n in zip(parts, sizes)])
+            ranked = torch.cat([p[:len(ix)] for p, ix in zip(parts, parts_of)])
+            full = torch.empty_like(ranked)
+            full[order.to(full.device)] = ranked
             out.append(full.to(torch.bool) if t.dtype == torch.bool else full)
         return tree_unflatten(out, spec)
 
@@ -244,17 +269,19 @@ class Backend:
         if self.shard.world == 1:
             return self._map(fn, shared, data, keys, state, progress)
         mine, _ = self.map_own(fn, shared, data, keys, state, progress)
-        return self.shard.gather(mine, keys.shape[0])
+        return self.shard.gather(mine, keys.shape[0], _steps_n(data))
 
     def map_own(self, fn: Callable, shared, data, keys: Tensor, state=None, progress=None):
-        """(results, count): `map` of this rank's block of the clients only, not gathered. `count` is
-        the number of real rows: 0 where this rank has no client (the one row is then a stand-in,
-        computed on client 0 so that shapes agree across ranks; its results must not count)."""
+        """(results, count): `map` of this rank's share of the clients only (`Shard.part`, balanced by
+        the clients' example counts), not gathered. `count` is the number of real rows: 0 where this
+        rank has no client (the one row is then a stand-in, computed on client 0 so that shapes agree
+        across ranks; its results must not count)."""
         num = keys.shape[0]
-        sl = self.shard.part(num)
-        own = sl.stop - sl.start
+        sl = self.shard.part(num, weights=_steps_n(data))
+        own = len(sl)
         if own == 0:
-            sl = slice(0, 1)
+            sl = torch.zeros(1, dtype=torch.long)
+        sl = sl.to(keys.device)
         scaled = None if progress is None or self.shard.world == 1 else (lambda n: progress(n * self.shard.world))
         mine = self._map(fn, shared, _chunk(data, sl), keys[sl], None if state is None else tree_map(lambda t: t[sl], state),
                          scaled or progress)

@@ -1,8 +1,8 @@
 """AFML, from "Towards generalizable personalized federated learning with adaptive
 local adaptation" (anonymous authors; cited by title): eq. 4 and Algorithm 1.
 
-The model is split into an encoder f and a classifier head h (`head`: the
-parameter-name prefix of h, see head_split.py). The encoder's weights are
+The model is split into an encoder f and a classifier head h (the model's
+last layer `head`, split by parameter-name prefix, see head_split.py). The encoder's weights are
 Gaussian, τ = (θu, θσ); the head θ̂ is deterministic. One round (Alg. 1):
 
     server   θt = θu + σ ⊙ ε, ε ~ N(0, I)            (line 4: one draw per round, reparameterized)
@@ -82,8 +82,9 @@ from pfl.algorithms.head_split import HeadSplit
 from pfl.algorithms.meta import sample_batch, sgd, split_support_query
 from pfl.config.errors import check
 from pfl.data.federated import ClientData
+from pfl.models import HEAD
 from pfl.optim import ClientSGD
-from pfl.config.settings import integer, number, one_of, optional, setting, text
+from pfl.config.settings import integer, number, one_of, optional, setting
 from pfl.task import Params
 
 MU = "enc_mu."
@@ -109,7 +110,6 @@ def normal_like(key: Tensor, like: Params) -> Params:
 
 @dataclass
 class AFML(Algorithm):
-    head: str = setting("head", text("head"))  # prefix of the head's parameter names (every shipped model: head)
     support_fraction: float = setting(0.8, number(gt=0, lt=1))  # P: support share of a client's examples
     inner_lr: float = setting(0.5, number(gt=0))  # η: inner step on the head (FedMeta's α; see "Step sizes")
     inner_steps: int = setting(1, integer(ge=1))
@@ -132,13 +132,13 @@ class AFML(Algorithm):
 
     # -- server state ----------------------------------------------------------
     def _is_head(self, name: str) -> bool:
-        return name.startswith(self.head + ".")
+        return name.startswith(HEAD + ".")
 
     def init_global(self, model_params: Params) -> Params:
         head = {k: v for k, v in model_params.items() if self._is_head(k)}
         enc = {k: v for k, v in model_params.items() if not self._is_head(k)}
-        check(bool(head) and bool(enc), "algorithm.head", self.head,
-              "a prefix naming the model's head (some but not all parameters), e.g. " + ", ".join(list(model_params)[-2:]))
+        check(bool(head) and bool(enc), "model", f"parameters {', '.join(list(model_params)[-2:])}, ...",
+              f"a model whose last layer is a submodule named `{HEAD}` (an encoder and a head: `{HEAD}.*`)")
         log_s = math.log(self.init_sigma)
         return {**head, **{MU + k: v for k, v in enc.items()},
                 **{LOG_SIGMA + k: torch.full_like(v, log_s) for k, v in enc.items()}}
@@ -175,7 +175,7 @@ class AFML(Algorithm):
 
     def split(self, task) -> HeadSplit:
         if id(task) not in self._splits:
-            self._splits[id(task)] = HeadSplit(task, self.head)
+            self._splits[id(task)] = HeadSplit(task)
         return self._splits[id(task)]
 
     # -- one client --------------------------------------------------------------

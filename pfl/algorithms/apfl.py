@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
-from pfl.config.settings import integer, number, setting
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
+from pfl.config.settings import number, setting
 from pfl.task import Params
 
 W, V, MIX = "w.", "v.", "apfl_mix"
@@ -44,8 +44,7 @@ def mixture(joint: Params) -> Params:
 
 
 @dataclass
-class APFL(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))
+class APFL(LocalEpochs, Algorithm):
     mix_init: float = setting(0.5, number(ge=0, le=1))  # a at the start of a client's life
 
     def init_client_state(self, global_params: Params) -> dict:
@@ -63,7 +62,7 @@ class APFL(Algorithm):
 
     def client_update(self, local, params, data, key, state=None):
         joint = {**{W + k: v for k, v in params.items()}, **state}
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, loss = local.train(joint, data, key, steps, loss=self.joint_loss(local.task))
         w = {k[len(W):]: v for k, v in new.items() if k.startswith(W)}
         new_state = {k: v for k, v in new.items() if k.startswith(V)}

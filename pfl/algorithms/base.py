@@ -20,6 +20,7 @@ average) and momentum or Adam act on the same quantity.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -29,7 +30,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 from pfl import aggregate as agg
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import ClientData, Split
-from pfl.config.settings import Settings
+from pfl.config.settings import Settings, integer, setting
 from pfl.task import Params
 
 
@@ -194,6 +195,23 @@ class Algorithm(Settings):
         `state` is as in `personal_model` (None: the client has no state of its own).
         Default: local training of the whole model with the client optimizer."""
         local.train_by_epoch(self.model_params(params), data, key, epochs, on_epoch)
+
+
+def epochs_setting(default: int = 1):
+    """The `local_epochs` setting (E, epochs >= 1): LocalEpochs's, or a subclass's other default."""
+    return setting(default, integer(ge=1))
+
+
+@dataclass
+class LocalEpochs:
+    """Mixin of an algorithm whose clients train E epochs per round: `class FedX(LocalEpochs, Algorithm)`.
+    The setting `local_epochs` (E, default 1; a class may redeclare it with `epochs_setting(10)`) and
+    `steps(local)`, the step count per client that `local.train` takes: E * ceil(n_i / batch_size)."""
+
+    local_epochs: int = epochs_setting()  # E: epochs of local training per round
+
+    def steps(self, local: LocalTrainer):
+        return local.epochs(self.local_epochs)
 
 
 def model_delta(before: Params, after: Params) -> Params:

@@ -26,26 +26,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.fedprox import proximal
 from pfl.config.settings import integer, number, setting
 
 
 @dataclass
-class Ditto(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E: epochs of the global model's local training (FedAvg)
+class Ditto(LocalEpochs, Algorithm):  # E: epochs of the global model's local training (FedAvg)
     personal_epochs: int = setting(1, integer(ge=1))  # epochs of the personal model's proximal updates per round
     lam: float = setting(0.1, number(ge=0))  # λ: pull of the personal model toward the global one
-
-    def epochs(self, local, e):
-        return local.epochs(e)
 
     def init_client_state(self, global_params):
         return {k: v.detach().clone() for k, v in global_params.items()}  # v_k = w^0
 
     def client_update(self, local, sent, data, key, state=None):
-        w, loss = local.train(sent, data, key, self.epochs(local, self.local_epochs))
-        v, personal = local.train(state, data, rng.fold(key, 0xD1770), self.epochs(local, self.personal_epochs),
+        w, loss = local.train(sent, data, key, self.steps(local))
+        v, personal = local.train(state, data, rng.fold(key, 0xD1770), local.epochs(self.personal_epochs),
                                   loss=proximal(local.task.loss, sent, self.lam))
         return ClientUpdate(model_delta(sent, w), examples_weight(data), {"loss": loss, "personal_loss": personal}, v)
 

@@ -28,12 +28,11 @@ then train the whole model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.head_split import check_head, split_by_prefix
 from pfl.data.federated import ClientData
 from pfl.execution import where_tree
@@ -60,15 +59,13 @@ def ala_mix(global_params, local_params, weights):
 
 
 @dataclass
-class FedALA(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedALA(LocalEpochs, Algorithm):
     sample_percent: float = setting(80.0, number(gt=0, le=100))  # s: % of local data that trains W
     ala_lr: float = setting(1.0, number(ge=0))  # η: step size of W
     start_epochs: int = setting(10, integer(ge=1))  # passes over D^s in a client's first ALA round
-    head: ClassVar[str] = "head"  # the mixed top layers (p): the head's parameters
 
     def init_client_state(self, global_params):
-        mixed = split_by_prefix(global_params, self.head)[1]
+        mixed = split_by_prefix(global_params)[1]  # the mixed top layers (p): the head's parameters
         device = next(iter(global_params.values())).device
         return {**{"local." + k: v.detach().clone() for k, v in global_params.items()},
                 **{"w." + k: torch.ones_like(v) for k, v in mixed.items()},
@@ -113,11 +110,11 @@ class FedALA(Algorithm):
         return w
 
     def client_update(self, local, sent, data, key, state=None):
-        check_head(local.task, self.head)
+        check_head(local.task)
         prev = self._previous(sent, state)
         weights = self.learn_weights(local, sent, prev, self._part(state, "w."), data, key, state["rounds"] == 1)
         start = ala_mix(sent, prev, weights)
-        new, loss = local.train(start, data, key, local.epochs(self.local_epochs))
+        new, loss = local.train(start, data, key, self.steps(local))
         new_state = {**{"local." + k: v for k, v in new.items()}, **{"w." + k: v for k, v in weights.items()},
                      "rounds": state["rounds"] + 1}
         return ClientUpdate(model_delta(sent, new), examples_weight(data), {"loss": loss}, new_state)

@@ -24,13 +24,12 @@ model's initial head (the server's, never trained), trained the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch.func import grad
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, model_delta
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
 from pfl.optim import ClientSGD
 from pfl.config.settings import integer, number, setting
@@ -44,17 +43,15 @@ def class_means(z, y, mask, classes: int):
 
 
 @dataclass
-class FedAS(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedAS(LocalEpochs, Algorithm):
     align_epochs: int = setting(1, integer(ge=0))  # epochs of parameter alignment (0: none)
     align_lr: float = setting(0.01, number(gt=0))  # SGD step of the alignment
-    head: ClassVar[str] = "head"
 
     def init_client_state(self, global_params):
         return {k: v.detach().clone() for k, v in global_params.items()}
 
     def broadcast(self, global_params, key, server_state):
-        return split_by_prefix(global_params, self.head)[0]
+        return split_by_prefix(global_params)[0]
 
     def alignment_loss(self, hs: HeadSplit, protos, present):
         """Σ_c MSE(φ(x_{y=c}), P_c) over the classes of the batch (the reference's per-class MSE)."""
@@ -69,9 +66,9 @@ class FedAS(Algorithm):
 
     def align(self, local, sent, own, data, key):
         """The global body φ^t trained to the client's own class prototypes (step 1)."""
-        hs = HeadSplit(local.task, self.head)
+        hs = HeadSplit(local.task)
         x, y, mask = local.full_batch(data)
-        own_body = split_by_prefix(own, self.head)[0]
+        own_body = split_by_prefix(own)[0]
         protos, present = class_means(hs.features(own_body, x, None, mask), y, mask, hs.module.out_features)
         sgd = local.with_opt(ClientSGD(lr=self.align_lr, batch_size=local.batch_size))
         steps = lambda n: self.align_epochs * local.batches_per_epoch(n)  # noqa: E731
@@ -90,11 +87,11 @@ class FedAS(Algorithm):
 
     def client_update(self, local, sent, data, key, state=None):
         body = self.align(local, sent, state, data, rng.fold(key, 0xA116)) if self.align_epochs else sent
-        head = split_by_prefix(state, self.head)[1]
-        steps = local.epochs(self.local_epochs)
+        head = split_by_prefix(state)[1]
+        steps = self.steps(local)
         new, loss = local.train({**body, **head}, data, key, steps)
         fisher = self.fisher_trace(local, new, data, rng.fold(key, 0xF15))
-        shared = split_by_prefix(new, self.head)[0]
+        shared = split_by_prefix(new)[0]
         return ClientUpdate(model_delta(sent, shared), fisher.detach(), {"loss": loss, "fisher_trace": fisher}, new)
 
     def personal_model(self, params, state=None):

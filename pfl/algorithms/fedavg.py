@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, uniform_weight
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta, uniform_weight
 from pfl.config.settings import boolean, integer, setting
 
 
@@ -36,13 +36,7 @@ class FedSGD(Algorithm):
 
 
 @dataclass
-class FedAvg(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
-
-    def steps(self, local):
-        """E epochs: a count per client, from its number of examples."""
-        return local.epochs(self.local_epochs)
-
+class FedAvg(LocalEpochs, Algorithm):  # E epochs: a step count per client, from its number of examples
     def client_update(self, local, params, data, key, state=None):
         new, loss = local.train(params, data, key, self.steps(local))
         return ClientUpdate(model_delta(params, new), examples_weight(data), {"loss": loss})

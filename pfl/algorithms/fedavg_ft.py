@@ -33,14 +33,14 @@ from typing import Optional
 
 import torch
 
-from pfl.algorithms.base import Algorithm
+from pfl.algorithms.base import Algorithm, LocalEpochs, epochs_setting
 from pfl.algorithms.fedavg import FedAvg, Reptile
 from pfl.config.settings import integer, number, one_of, optional, setting
 
 
 @dataclass
-class FedAvgFT(Algorithm):
-    local_epochs: int = setting(10, integer(ge=1))  # E of the FedAvg stage ("relatively larger E": Jiang's 10)
+class FedAvgFT(LocalEpochs, Algorithm):
+    local_epochs: int = epochs_setting(10)  # E of the FedAvg stage ("relatively larger E": Jiang's 10)
     finetune_steps: int = setting(10, integer(ge=1))  # K: Reptile(K)'s local steps
     finetune_rounds: Optional[int] = setting(None, optional(integer(ge=0)))  # R_ft (null: finetune_fraction of R)
     finetune_fraction: float = setting(2 / 7, number(ge=0, le=1))  # R_ft / R: Jiang's 200 after 500 rounds

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta, uniform_weight
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta, uniform_weight
 from pfl.config.errors import ConfigError
 from pfl.models.layers import MaskedBatchNorm
-from pfl.config.settings import integer, one_of, setting
+from pfl.config.settings import one_of, setting
 from pfl.task import Params
 
 NORMS = (nn.modules.batchnorm._BatchNorm, MaskedBatchNorm)
@@ -41,8 +41,7 @@ def bn_names(model: nn.Module) -> set[str]:
 
 
 @dataclass
-class FedBN(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedBN(LocalEpochs, Algorithm):
     weighting: str = setting("uniform", one_of("uniform", "examples"))  # 1/K (Alg. 1) or n_k / n
 
     @staticmethod
@@ -70,7 +69,7 @@ class FedBN(Algorithm):
 
     def client_update(self, local, sent, data, key, state=None):
         self.check(local.task.model)
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, loss = local.train({**sent, **(state or {})}, data, key, steps)
         shared, bn = self._parts(new)
         weight = examples_weight(data) if self.weighting == "examples" else uniform_weight(data)

@@ -40,11 +40,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
-from pfl.algorithms.head_split import HeadSplit, split_by_prefix
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
+from pfl.algorithms.head_split import HeadSplit, linear_head_weight, split_by_prefix
 from pfl.algorithms.pfedhn import _generator, _linear
-from pfl.config.errors import check
-from pfl.config.settings import integer, number, setting, text
+from pfl.config.settings import number, setting
+from pfl.models import HEAD
 
 CPN, OWN, CONTEXT = "cpn.", "personal.", "context.v"
 BANDWIDTHS = (10.0, 15.0, 20.0, 50.0)
@@ -63,15 +63,12 @@ def mmd2(x: Tensor, y: Tensor, m: Tensor) -> Tensor:
 
 
 @dataclass
-class FedCP(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedCP(LocalEpochs, Algorithm):
     lam: float = setting(5.0, number(ge=0))  # λ: weight of the MMD term
     tau: float = setting(1.0, number(gt=0))  # τ: temperature of the Gumbel-softmax policy
-    head: str = setting("head", text("head"))  # prefix of the head (the layer after the features)
 
     def init_global(self, model_params):
-        w = model_params.get(f"{self.head}.weight")
-        check(w is not None and w.dim() == 2, "algorithm.head", self.head, "a linear last layer (<head>.weight [K, d])")
+        w = linear_head_weight(model_params)
         d = w.shape[1]
         a, b = _linear(d, 2 * d, _generator(model_params))
         return {**model_params, CPN + "fc.weight": a, CPN + "fc.bias": b, CPN + "norm.weight": torch.ones(2 * d),
@@ -82,14 +79,14 @@ class FedCP(Algorithm):
         return {k: v for k, v in global_params.items() if not k.startswith((CPN, OWN, CONTEXT))}
 
     def init_client_state(self, global_params):
-        head = split_by_prefix(self.model_params(global_params), self.head)[1]
+        head = split_by_prefix(self.model_params(global_params))[1]
         return {OWN + k: v.detach().clone() for k, v in head.items()}
 
     def _vhat(self, p) -> Tensor:
         """v̂: fixed for a round of training (CONTEXT, from the heads it started with), else from p's heads."""
         if CONTEXT in p:
             return p[CONTEXT]
-        gap = (p[OWN + self.head + ".weight"] - p[self.head + ".weight"]).abs().sum(0)
+        gap = (p[OWN + HEAD + ".weight"] - p[HEAD + ".weight"]).abs().sum(0)
         return F.normalize(gap, dim=-1)
 
     def policy(self, p, z: Tensor, key: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -113,7 +110,7 @@ class FedCP(Algorithm):
 
     def _parts(self, p):
         """(trained: φ, CPN and the OWN head; frozen: the global head and v̂ of the starting heads)."""
-        frozen = {k: v for k, v in p.items() if k.startswith(self.head + ".")}
+        frozen = {k: v for k, v in p.items() if k.startswith(HEAD + ".")}
         return {k: v for k, v in p.items() if k not in frozen}, {**frozen, CONTEXT: self._vhat(p)}
 
     def loss(self, local, hs: HeadSplit, frozen, reference):
@@ -127,9 +124,9 @@ class FedCP(Algorithm):
         return fn
 
     def client_update(self, local, sent, data, key, state=None):
-        hs = HeadSplit(local.task, self.head)
+        hs = HeadSplit(local.task)
         trained, frozen = self._parts({**sent, **state})
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, value = local.train(trained, data, key, steps, loss=self.loss(local, hs, frozen, sent))
         p = {**new, **frozen}
         x, y, mask = local.full_batch(data)
@@ -137,7 +134,7 @@ class FedCP(Algorithm):
         counted = local.task._counted(y, mask).reshape(-1, 1).to(s_p.dtype)
         mean_p = (s_p.reshape(-1, s_p.shape[-1]) * counted).sum(0) / counted.sum().clamp(min=1)
         mean_g = (s_g.reshape(-1, s_g.shape[-1]) * counted).sum(0) / counted.sum().clamp(min=1)
-        w = self.head + ".weight"
+        w = HEAD + ".weight"
         share = p[OWN + w] * mean_p + p[w] * mean_g
         delta = {**model_delta({k: sent[k] for k in new if not k.startswith(OWN)},
                                {k: v for k, v in new.items() if not k.startswith(OWN)}), w: p[w] - share}
@@ -145,17 +142,17 @@ class FedCP(Algorithm):
         return ClientUpdate(delta, examples_weight(data), {"loss": value}, own)
 
     def personal_model(self, params, state=None):
-        head = split_by_prefix(self.model_params(params), self.head)[1]
+        head = split_by_prefix(self.model_params(params))[1]
         return {**params, **({OWN + k: v for k, v in head.items()} if state is None else state)}
 
     def evaluate(self, local, model, test, train):
         x, y, mask = local.full_batch(test)
-        logits, _ = self.forward(HeadSplit(local.task, self.head), model, x, None)
+        logits, _ = self.forward(HeadSplit(local.task), model, x, None)
         counted = local.task._counted(y, mask)
         return ((logits.argmax(-1) == y) & counted).sum(), counted.sum()
 
     def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
-        hs = HeadSplit(local.task, self.head)
+        hs = HeadSplit(local.task)
         trained, frozen = self._parts(self.personal_model(params, state))
         local.train_by_epoch(trained, data, key, epochs, lambda e, p: on_epoch(e, {**p, **frozen}),
                              loss=self.loss(local, hs, frozen, params))

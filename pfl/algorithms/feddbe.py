@@ -28,18 +28,17 @@ k epochs of local training of that whole model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.func import grad_and_value
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.head_split import HeadSplit, linear_head_weight
 from pfl.config.errors import check
 from pfl.execution import StepLoop
-from pfl.config.settings import integer, number, setting
+from pfl.config.settings import number, setting
 
 PRBM = "dbe.prbm"
 
@@ -51,25 +50,23 @@ def masked_mean(z, mask):
 
 
 @dataclass
-class FedDBE(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedDBE(LocalEpochs, Algorithm):
     kappa: float = setting(50.0, number(ge=0))  # κ: weight of the mean regularization
     momentum: float = setting(1.0, number(gt=0, le=1))  # μ: weight of the batch in the running mean
-    head: ClassVar[str] = "head"
 
     def init_server_state(self, global_params, num_clients=None, rounds=None):
-        w = linear_head_weight(global_params, self.head)
+        w = linear_head_weight(global_params)
         return {"consensus": w.new_zeros(w.shape[-1]), "ready": torch.zeros((), dtype=torch.bool)}
 
     def init_client_state(self, global_params):
-        w = linear_head_weight(global_params, self.head)
+        w = linear_head_weight(global_params)
         return {PRBM: w.new_zeros(w.shape[-1])}
 
     def broadcast(self, global_params, key, server_state):
         return {**global_params, "dbe.consensus": server_state["consensus"], "dbe.ready": server_state["ready"]}
 
     def split(self, task) -> HeadSplit:
-        hs = HeadSplit(task, self.head)
+        hs = HeadSplit(task)
         check(isinstance(hs.module, nn.Linear) and hs.module.bias is not None, "model", type(task.model).__name__,
               "a model whose head is one nn.Linear with a bias (FedDBE folds z̄ᵖ into the head's bias)")
         return hs
@@ -102,7 +99,7 @@ class FedDBE(Algorithm):
             p, opt = local.opt.update(p, g, opt)
             return p, opt, running, total + value.detach()
 
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         zero = torch.zeros((), device=data.x.device)
         start = (params, local.opt.init(params), torch.zeros_like(state[PRBM]), zero)
         new, _, running, total = local.steps_loop(data)(start, step, steps, data.n)

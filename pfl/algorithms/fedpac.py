@@ -1,7 +1,7 @@
 """FedPAC (Xu, Tong, Huang 2023, "Personalized federated learning with feature
 alignment and classifier collaboration", ICLR), Algorithm 1.
 
-The model is a feature extractor θ (shared) and a linear classifier φ (`algorithm.head`).
+The model is a feature extractor θ (shared) and a linear classifier φ (the model's `head`).
 Each round the server sends θ, the global class prototypes c_k and client i's
 own classifier φ̂_i (`broadcast_each`: kept on the server per training client,
 the model's initial head at the start). Client i
@@ -42,9 +42,9 @@ from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.fedproto import COUNT, MEAN, PRESENT, aligned_loss, average_prototypes, class_sums
 from pfl.algorithms.fedrep import FedRep, _with_fixed
-from pfl.algorithms.head_split import HeadSplit, split_by_prefix
+from pfl.algorithms.head_split import HeadSplit, linear_head_weight, split_by_prefix
 from pfl.config.errors import check
-from pfl.config.settings import boolean, integer, number, setting, text
+from pfl.config.settings import boolean, integer, number, setting
 
 HEADS = "fedpac.heads."  # + a head parameter's name: [N, ...], each training client's φ̂_i
 
@@ -93,18 +93,16 @@ class FedPAC(Algorithm):
     body_epochs: int = setting(5, integer(ge=1))  # epochs of the feature extractor, φ fixed
     lam: float = setting(1.0, number(ge=0))  # λ: weight of the feature alignment
     collaborate: bool = setting(True, boolean())  # false: no classifier combination (each keeps φ_i)
-    head: str = setting("head", text("head"))  # prefix of the head (the layer after the features)
 
     def epochs(self, local, e):
         return local.epochs(e)
 
     def init_global(self, model_params):
-        w = model_params.get(f"{self.head}.weight")
-        check(w is not None and w.dim() == 2, "algorithm.head", self.head, "a linear last layer (<head>.weight [K, d])")
+        w = linear_head_weight(model_params)
         return {**model_params, MEAN: torch.zeros_like(w), COUNT: torch.zeros_like(w[:, 0])}
 
     def init_population(self, global_params, num_clients):
-        head = split_by_prefix(self.model_params(global_params), self.head)[1]
+        head = split_by_prefix(self.model_params(global_params))[1]
         table = {HEADS + k: v.unsqueeze(0).repeat(num_clients, *[1] * v.dim()) for k, v in head.items()}
         return {**global_params, **table}
 
@@ -112,21 +110,21 @@ class FedPAC(Algorithm):
         return {k: v for k, v in global_params.items() if not k.startswith(("prototypes.", HEADS))}
 
     def broadcast(self, global_params, key, server_state):
-        body = split_by_prefix(self.model_params(global_params), self.head)[0]
+        body = split_by_prefix(self.model_params(global_params))[0]
         return {**body, MEAN: global_params[MEAN], PRESENT: global_params[COUNT] > 0}
 
     def broadcast_each(self, global_params, ids):
         return {k[len(HEADS):]: v[ids] for k, v in global_params.items() if k.startswith(HEADS)}
 
     def client_update(self, local, sent, data, key, state=None):
-        hs = HeadSplit(local.task, self.head)
+        hs = HeadSplit(local.task)
         protos, present = sent[MEAN], sent[PRESENT]
         body, head = hs.split({k: v for k, v in sent.items() if k not in (MEAN, PRESENT)})
         x, y, mask = local.full_batch(data)
         h, v = statistics(hs.features(body, x, None), y, local.task._counted(y, mask), protos.shape[0])
         head, head_loss = local.train(head, data, key, self.epochs(local, self.head_epochs),
                                       loss=_with_fixed(local.task.loss, body))
-        aligned = aligned_loss(local, self.head, self.lam, protos, present)
+        aligned = aligned_loss(local, self.lam, protos, present)
         new, loss = local.train(body, data, rng.fold(key, 0xB0D7), self.epochs(local, self.body_epochs),
                                 loss=_with_fixed(aligned, head))
         sums, counts = class_sums(hs.features(new, x, None), y, local.task._counted(y, mask), protos.shape[0])

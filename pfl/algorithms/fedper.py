@@ -2,7 +2,7 @@
 with personalization layers", arXiv:1912.00818), Sec. 3 / Algorithm 1.
 
 The model is base layers (the body, shared) and personalization layers (the
-head, `algorithm.head`, kept on the client). Each round the server sends the
+head, the model's `head`, kept on the client). Each round the server sends the
 body; a client trains body and its own head jointly for E epochs of the client
 optimizer (FedAvg's local training) and sends back only the body,
 Δ = body^t - body_k (weighted by example count); the head stays on the client

@@ -3,7 +3,7 @@ prototype learning across heterogeneous clients", AAAI), Algorithm 1.
 
 Clients exchange class prototypes, never model parameters. Client i keeps its
 whole model (per-client state, the model's initialization at the start,
-checkpointed): encoder f_i (features z) and head (`algorithm.head`, the layer
+checkpointed): encoder f_i (features z) and head (the model's `head`, the layer
 after the features). Each round the server sends the global prototypes C̄^(j)
 (and which classes have one); client i trains E epochs on
 
@@ -36,10 +36,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight
-from pfl.algorithms.head_split import HeadSplit
-from pfl.config.errors import check
-from pfl.config.settings import integer, number, one_of, setting, text
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight
+from pfl.algorithms.head_split import HeadSplit, linear_head_weight
+from pfl.config.settings import number, one_of, setting
 
 MEAN, COUNT, PRESENT = "prototypes.mean", "prototypes.count", "prototypes.present"
 
@@ -59,10 +58,10 @@ def average_prototypes(protos: Tensor, counts: Tensor, weighting: str) -> tuple[
     return mean, total > 0
 
 
-def aligned_loss(local, head: str, lam: float, protos: Tensor, present: Tensor):
+def aligned_loss(local, lam: float, protos: Tensor, present: Tensor):
     """Eq. (8): the task loss plus λ · the squared distance of each feature to its class's prototype
     (classes with a prototype only; a mean over the counted positions and the d feature dimensions)."""
-    hs = HeadSplit(local.task, head)
+    hs = HeadSplit(local.task)
 
     def fn(params, x, y, mask, key):
         z = hs.features(params, x, key)
@@ -76,15 +75,12 @@ def aligned_loss(local, head: str, lam: float, protos: Tensor, present: Tensor):
 
 
 @dataclass
-class FedProto(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class FedProto(LocalEpochs, Algorithm):
     lam: float = setting(1.0, number(ge=0))  # λ: weight of the prototype regularizer
     weighting: str = setting("counts", one_of("counts", "clients"))  # Eq. (6): by |D_i,j| or uniform over clients
-    head: str = setting("head", text("head"))  # prefix of the head (the layer after the features)
 
     def init_global(self, model_params):
-        w = model_params.get(f"{self.head}.weight")
-        check(w is not None and w.dim() == 2, "algorithm.head", self.head, "a linear last layer (<head>.weight [K, d])")
+        w = linear_head_weight(model_params)
         return {**model_params, MEAN: torch.zeros_like(w), COUNT: torch.zeros_like(w[:, 0])}
 
     def model_params(self, global_params):
@@ -97,12 +93,12 @@ class FedProto(Algorithm):
         return {MEAN: global_params[MEAN], PRESENT: global_params[COUNT] > 0}
 
     def loss(self, local, protos: Tensor, present: Tensor):
-        return aligned_loss(local, self.head, self.lam, protos, present)
+        return aligned_loss(local, self.lam, protos, present)
 
     def client_update(self, local, sent, data, key, state=None):
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, value = local.train(state, data, key, steps, loss=self.loss(local, sent[MEAN], sent[PRESENT]))
-        hs = HeadSplit(local.task, self.head)
+        hs = HeadSplit(local.task)
         x, y, mask = local.full_batch(data)
         z = hs.features(new, x, None)
         sums, counts = class_sums(z, y, local.task._counted(y, mask), sent[MEAN].shape[0])

@@ -2,7 +2,7 @@
 representations for personalized federated learning", ICML), Algorithm 1.
 
 The model is a representation φ (the body, shared) and a head h_i
-(`algorithm.head`, per client). Each round the server sends φ^t; client i
+(the model's `head`, per client). Each round the server sends φ^t; client i
 
 1. updates its head for `head_epochs` epochs with φ^t fixed:
    h_i ← h_i - η ∇_h f_i(φ^t, h_i)   (client optimizer),
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pfl import rng
 from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.config.settings import integer, setting, text
+from pfl.config.settings import integer, setting
 
 
 def _with_fixed(task_loss, fixed):
@@ -42,19 +42,18 @@ def _with_fixed(task_loss, fixed):
 class FedRep(Algorithm):
     head_epochs: int = setting(10, integer(ge=1))  # τ_h: epochs of head updates per round
     body_epochs: int = setting(1, integer(ge=1))  # τ_φ: epochs of representation updates per round
-    head: str = setting("head", text("head"))  # prefix of the head (every shipped model: head)
 
     def epochs(self, local, e):
         return local.epochs(e)
 
     def init_client_state(self, global_params):
-        return {k: v.detach().clone() for k, v in split_by_prefix(global_params, self.head)[1].items()}
+        return {k: v.detach().clone() for k, v in split_by_prefix(global_params)[1].items()}
 
     def broadcast(self, global_params, key, server_state):
-        return split_by_prefix(global_params, self.head)[0]  # φ only
+        return split_by_prefix(global_params)[0]  # φ only
 
     def client_update(self, local, sent, data, key, state=None):
-        check_head(local.task, self.head)
+        check_head(local.task)
         head, head_loss = local.train(state, data, key, self.epochs(local, self.head_epochs),
                                       loss=_with_fixed(local.task.loss, sent))
         body, loss = local.train(sent, data, rng.fold(key, 0xB0D7), self.epochs(local, self.body_epochs),
@@ -67,6 +66,6 @@ class FedRep(Algorithm):
         return model if state is None else {**model, **state}
 
     def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
-        body, head = split_by_prefix(self.personal_model(params, state), self.head)
+        body, head = split_by_prefix(self.personal_model(params, state))
         local.train_by_epoch(head, data, key, epochs, lambda e, h: on_epoch(e, {**body, **h}),
                              loss=_with_fixed(local.task.loss, body))

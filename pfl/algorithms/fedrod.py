@@ -26,16 +26,14 @@ model both ways (FedAvg's); φ never travels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.fedrep import _with_fixed
 from pfl.algorithms.head_split import HeadSplit, split_by_prefix
 from pfl.config.errors import check
-from pfl.config.settings import integer, setting
 
 MINE = "personal."  # the personalized head's names inside the client's training dict
 
@@ -56,15 +54,13 @@ def balanced_softmax_loss(task, logits: Tensor, log_counts: Tensor, y: Tensor, m
 
 
 @dataclass
-class FedRoD(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
-    head: ClassVar[str] = "head"  # the generic head g (and the shape of the personalized h)
+class FedRoD(LocalEpochs, Algorithm):
 
     def init_client_state(self, global_params):
-        return {k: torch.zeros_like(v) for k, v in split_by_prefix(global_params, self.head)[1].items()}
+        return {k: torch.zeros_like(v) for k, v in split_by_prefix(global_params)[1].items()}
 
     def split(self, task) -> HeadSplit:
-        hs = HeadSplit(task, self.head)
+        hs = HeadSplit(task)
         check(isinstance(hs.module, nn.Linear), "model", type(task.model).__name__,
               "a model whose head is one nn.Linear (FedRoD's personalized model is the head g + h)")
         return hs
@@ -86,7 +82,7 @@ class FedRoD(Algorithm):
         hs = self.split(local.task)
         log_counts = log_class_counts(local.task, data, hs.module.out_features)
         start = {**sent, **{MINE + k: v for k, v in state.items()}}
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, loss = local.train(start, data, key, steps, loss=self.two_losses(local.task, log_counts))
         model = {k: new[k] for k in sent}
         personal = {k: new[MINE + k] for k in state}
@@ -97,6 +93,6 @@ class FedRoD(Algorithm):
         return model if state is None else {k: v + state[k] if k in state else v for k, v in model.items()}
 
     def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
-        body, head = split_by_prefix(self.personal_model(params, state), self.head)
+        body, head = split_by_prefix(self.personal_model(params, state))
         local.train_by_epoch(head, data, key, epochs, lambda e, h: on_epoch(e, {**body, **h}),
                              loss=_with_fixed(local.task.loss, body))

@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.head_split import HeadSplit, linear_head_weight, split_by_prefix
-from pfl.config.settings import integer, number, setting
+from pfl.config.settings import number, setting
 
 GCE, P, PROPS = "gpfl.gce", "gpfl.p", "gpfl.props"
 
@@ -56,14 +55,12 @@ def class_proportions(data, classes: int) -> Tensor:
 
 
 @dataclass
-class GPFL(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
+class GPFL(LocalEpochs, Algorithm):
     lam: float = setting(0.01, number(ge=0))  # λ: magnitude-level guidance
     mu: float = setting(0.1, number(ge=0))  # μ: L2 regularization of GCE and CoV
-    head: ClassVar[str] = "head"
 
     def init_global(self, model_params):
-        w = linear_head_weight(model_params, self.head)
+        w = linear_head_weight(model_params)
         (c, d), b = w.shape, 1 / math.sqrt(w.shape[1])
         extra = {GCE: torch.randn(c, d, device=w.device)}
         for name in ("gamma", "beta"):
@@ -77,13 +74,13 @@ class GPFL(Algorithm):
         return {k: v for k, v in global_params.items() if not k.startswith("gpfl.")}
 
     def init_client_state(self, global_params):
-        head = split_by_prefix(self.model_params(global_params), self.head)[1]
+        head = split_by_prefix(self.model_params(global_params))[1]
         c = global_params[GCE].shape[0]
         uniform = torch.full_like(global_params[GCE][:, 0], 1 / c)
         return {**{k: v.detach().clone() for k, v in head.items()}, PROPS: uniform}
 
     def broadcast(self, global_params, key, server_state):
-        return split_by_prefix(global_params, self.head)[0]  # φ, GCE, CoV
+        return split_by_prefix(global_params)[0]  # φ, GCE, CoV
 
     def loss(self, hs: HeadSplit, frozen: Tensor, props: Tensor):
         task, g, p = hs.task, frozen.mean(0), props @ frozen
@@ -102,10 +99,10 @@ class GPFL(Algorithm):
         return loss
 
     def client_update(self, local, sent, data, key, state=None):
-        hs = HeadSplit(local.task, self.head)
+        hs = HeadSplit(local.task)
         props = class_proportions(data, sent[GCE].shape[0])
         head = {k: v for k, v in state.items() if k != PROPS}
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         new, loss = local.train({**sent, **head}, data, key, steps, loss=self.loss(hs, sent[GCE].detach(), props))
         shared = {k: new[k] for k in sent}
         new_state = {**{k: new[k] for k in head}, PROPS: props}
@@ -122,20 +119,20 @@ class GPFL(Algorithm):
 
     def predictor_loss(self, hs: HeadSplit, fixed):
         def loss(head, x, y, mask, key):
-            f = hs.features(split_by_prefix(self.model_params(fixed), self.head)[0], x, key, mask)
+            f = hs.features(split_by_prefix(self.model_params(fixed))[0], x, key, mask)
             return hs.task.loss_from_logits(hs.logits(head, valve(fixed, f, fixed[P])), y, mask)
         return loss
 
     def evaluate(self, local, model, test, train=None):
-        hs = HeadSplit(local.task, self.head)
+        hs = HeadSplit(local.task)
         x, y, mask = local.full_batch(test)
-        body, head = split_by_prefix(self.model_params(model), self.head)
+        body, head = split_by_prefix(self.model_params(model))
         logits = hs.logits(head, valve(model, hs.features(body, x, None, mask), model[P]))
         m = local.task._counted(y, mask)
         return ((logits.argmax(-1) == y) & m).sum(), m.sum()
 
     def adapt(self, local, params, data, key, epochs, on_epoch, state=None) -> None:
         model = self.personal_model(params, state)
-        rest, head = split_by_prefix(model, self.head)
+        rest, head = split_by_prefix(model)
         local.train_by_epoch(head, data, key, epochs, lambda e, h: on_epoch(e, {**rest, **h}),
-                             loss=self.predictor_loss(HeadSplit(local.task, self.head), rest))
+                             loss=self.predictor_loss(HeadSplit(local.task), rest))

@@ -1,8 +1,8 @@
 """A model seen as encoder f and classifier head h, split by parameter-name prefix.
 
-`algorithm.head=head` names the submodule that maps the representation z to
-the logits (every model in pfl.models calls it `head`). The head must be the last thing the model's forward applies
-(logits = head(z)). Features are read functionally: a forward pre-hook on the
+The head is the model's submodule named `head` (pfl.models.HEAD: every model's last
+layer, by convention, not a setting), the map from the representation z to the logits; it
+must be the last thing the model's forward applies (logits = head(z)). Features are read functionally: a forward pre-hook on the
 head captures its input and stops the forward pass, so any model works
 without a `features` method, in a loop or under vmap.
 """
@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from pfl.config.errors import check
+from pfl.models import HEAD
 from pfl.task import Params, Task
 
 
@@ -24,12 +25,13 @@ class _Stop(Exception):
 
 
 class HeadSplit:
-    def __init__(self, task: Task, prefix: str):
+    def __init__(self, task: Task, prefix: str = HEAD):
         self.task = task
         self.prefix = prefix
         names = [n for n, _ in task.model.named_modules()]
-        check(prefix in names and prefix != "", "algorithm.head", prefix,
-              "the name of the model's last submodule (logits = head(z)), one of: " + ", ".join(n for n in names if n))
+        check(prefix in names and prefix != "", "model", type(task.model).__name__,
+              f"a model whose last layer is a submodule named `{prefix}` (logits = {prefix}(z)); its submodules: "
+              + ", ".join(n for n in names if n))
         self.module = task.model.get_submodule(prefix)
 
     def is_head(self, name: str) -> bool:
@@ -55,7 +57,7 @@ class HeadSplit:
             return s.z
         finally:
             handle.remove()
-        raise RuntimeError(f"algorithm.head={self.prefix!r}: the model's forward never called its head")
+        raise RuntimeError(f"{type(self.task.model).__name__}: the model's forward never called its `{self.prefix}`")
 
     def logits(self, head: Params, z: Tensor) -> Tensor:
         cut = len(self.prefix) + 1
@@ -68,7 +70,7 @@ class HeadSplit:
         return torch.func.grad(self.loss)(head, z, y, mask)
 
 
-def split_by_prefix(params: Params, prefix: str) -> tuple[Params, Params]:
+def split_by_prefix(params: Params, prefix: str = HEAD) -> tuple[Params, Params]:
     """(body, head) of a parameter dict by name: the head is every `prefix.*` name.
     Server-side hooks (broadcast, bytes) use it; they see names, not the model."""
     cut = prefix + "."
@@ -76,12 +78,12 @@ def split_by_prefix(params: Params, prefix: str) -> tuple[Params, Params]:
             {k: v for k, v in params.items() if k.startswith(cut)})
 
 
-def check_head(task: Task, prefix: str) -> None:
-    """ConfigError unless `prefix` names a submodule of the task's model (HeadSplit's check)."""
-    HeadSplit(task, prefix)
+def check_head(task: Task) -> None:
+    """ConfigError unless the task's model has a `head` submodule (HeadSplit's check)."""
+    HeadSplit(task)
 
 
-def linear_head_weight(params: Params, prefix: str = "head") -> Tensor:
+def linear_head_weight(params: Params, prefix: str = HEAD) -> Tensor:
     """The [classes, d] weight of a linear head `prefix` (server-side hooks that size extra tensors by it);
     ConfigError when the parameters have none."""
     name = prefix + ".weight"

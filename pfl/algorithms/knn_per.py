@@ -1,7 +1,7 @@
 """kNN-Per (Marfoq, Neglia, Vidal, Kameni 2022, "Personalized federated learning
 through local memorization", ICML), Sec. 3 / Algorithm 1.
 
-Training is FedAvg(E): one global model, encoder φ and head (`algorithm.head`).
+Training is FedAvg(E): one global model, encoder φ and head (the model's `head`).
 Personalization takes no gradient step. Client m keeps a memory (datastore)
 S_m = {(φ(x_i), y_i)} of its training examples under the global encoder and
 predicts with the interpolation of Eq. (4)
@@ -39,7 +39,7 @@ from torch import Tensor
 
 from pfl.algorithms.fedavg import FedAvg
 from pfl.algorithms.head_split import HeadSplit
-from pfl.config.settings import integer, number, setting, text
+from pfl.config.settings import integer, number, setting
 
 
 def knn_probs(z: Tensor, memory: Tensor, labels: Tensor, valid: Tensor, k: int, sigma: float,
@@ -62,7 +62,6 @@ class KNNPer(FedAvg):
     lam: float = setting(0.5, number(ge=0, le=1))  # λ: weight of the kNN vote in Eq. (4)
     neighbours: int = setting(10, integer(ge=1))  # k
     sigma: float = setting(1.0, number(gt=0))  # σ: temperature of the kernel exp(-d / σ)
-    head: str = setting("head", text("head"))  # prefix of the head (the layer after the features)
 
     def _flat(self, local, hs: HeadSplit, model, data) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(features [P, d], logits [P, classes], labels [P], counted [P]) over a client's positions."""
@@ -74,7 +73,7 @@ class KNNPer(FedAvg):
                 counted.reshape(-1))
 
     def evaluate(self, local, model, test, train):
-        hs = HeadSplit(local.task, self.head)
+        hs = HeadSplit(local.task)
         z, logits, y, counted = self._flat(local, hs, model, test)
         memory, _, labels, valid = self._flat(local, hs, model, train)
         p_global = torch.softmax(logits.float(), -1)

@@ -4,7 +4,7 @@ global representations", arXiv:2001.01523), Algorithm 1.
 
 The opposite split of FedPer: each client keeps a local representation (the
 body, per-client state: the model's initial body at the start, checkpointed)
-and the head (`algorithm.head`) is global. Each round the server sends the
+and the head (the model's `head`) is global. Each round the server sends the
 head; a client trains its own body and the head jointly for E epochs of the
 client optimizer and sends back only the head, Δ = head^t - head_k (weighted
 by example count, averaged as in FedAvg). The server's body is never updated.

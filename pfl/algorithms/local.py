@@ -9,7 +9,8 @@ result identical between the two backends.
 
 Minibatches: epoch e visits the client's examples in the order
 `rng.permutation(fold(key, e))`, in batches of `batch_size`; the last batch of
-an epoch may be short (masked). Step s belongs to epoch s // batches_per_epoch.
+an epoch may be short (masked under vmap; cut to its real rows for one client on
+a CPU, where shapes may depend on the data). Step s belongs to epoch s // batches_per_epoch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.func import grad_and_value
 
 from pfl import rng
 from pfl.data.federated import ClientData
-from pfl.execution import Count, StepLoop
+from pfl.execution import Count, StepLoop, under_vmap
 from pfl.task import Params, Task
 
 LossFn = Callable[[Params, Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -67,10 +68,17 @@ class LocalTrainer:
         first = (step - epoch * nb) * self.batch_size
         order = rng.permutation(rng.fold(key, epoch), data.n, size)
         width = min(self.batch_size, size)
+        if data.x.device.type == "cpu" and not under_vmap():
+            # one client outside vmap: an epoch's last batch holds only its real rows (no padded rows
+            # computed and masked: 9% of TFF Shakespeare's rows at batch 20); the same loss and gradient
+            width = max(min(width, int(data.n) - int(first)), 1)
         pos = first + torch.arange(width, device=data.x.device)
         idx = order[pos.clamp(max=size - 1)]
         mask = pos < data.n
-        return self.augment(data, data.x[idx], rng.fold(rng.fold(key, 0xA06), step)), data.y[idx], mask
+        x = data.x[idx]
+        if data.aug is not None and self.task.augment is not None:  # its key only where it is used
+            x = self.augment(data, x, rng.fold(rng.fold(key, 0xA06), step))
+        return x, data.y[idx], mask
 
     def augment(self, data: ClientData, x: Tensor, key: Tensor) -> Tensor:
         """x augmented by the task's augmentation where the client's `aug` flag

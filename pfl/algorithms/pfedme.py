@@ -36,13 +36,12 @@ import torch
 from torch.func import grad_and_value
 
 from pfl import rng
-from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, model_delta, uniform_weight
 from pfl.config.settings import integer, number, setting
 
 
 @dataclass
-class PFedMe(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # R = E · ceil(n / batch_size) local rounds, one minibatch each
+class PFedMe(LocalEpochs, Algorithm):  # R = E · ceil(n / batch_size) local rounds, one minibatch each
     lam: float = setting(15.0, number(gt=0))  # λ: Moreau-envelope regularization
     inner_steps: int = setting(5, integer(ge=1))  # K: gradient steps on the inner problem per minibatch
     personal_lr: float = setting(0.01, number(gt=0))  # lr of those K steps
@@ -78,7 +77,7 @@ class PFedMe(Algorithm):
         return w, theta, total + value
 
     def client_update(self, local, sent, data, key, state=None):
-        steps = local.epochs(self.local_epochs)
+        steps = self.steps(local)
         start = (sent, dict(sent), torch.zeros((), device=data.x.device))
         w, theta, total = local.steps_loop(data)(start, lambda c, s: self.local_round(local, data, key, c, s),
                                                  steps, data.n)

@@ -36,18 +36,12 @@ from dataclasses import dataclass
 
 import torch
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, model_delta, uniform_weight
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, model_delta, uniform_weight
 from pfl.execution import StepLoop
-from pfl.config.settings import integer, setting
 
 
 @dataclass
-class SCAFFOLD(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E: local steps K_i = E · ceil(n_i / batch_size)
-
-    def steps(self, local):
-        return local.epochs(self.local_epochs)
-
+class SCAFFOLD(LocalEpochs, Algorithm):  # E: local steps K_i = E · ceil(n_i / batch_size)
     def init_server_state(self, global_params, num_clients=None, rounds=None):
         # N = None (no population known, e.g. a bare run_round): |S|/N is taken as 1
         return {"c": {k: torch.zeros_like(v) for k, v in global_params.items()}, "num_clients": num_clients}

@@ -11,21 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pfl.algorithms.base import Algorithm, ClientUpdate, examples_weight, model_delta
+from pfl.algorithms.base import Algorithm, ClientUpdate, LocalEpochs, examples_weight, model_delta
 from pfl.algorithms.head_split import check_head, split_by_prefix
-from pfl.config.settings import integer, setting, text
 from pfl.task import Params
 
 
 @dataclass
-class SplitSharing(Algorithm):
-    local_epochs: int = setting(1, integer(ge=1))  # E
-    head: str = setting("head", text("head"))  # prefix of the head's parameters (every shipped model: head)
+class SplitSharing(LocalEpochs, Algorithm):
     personal: ClassVar[str] = "head"  # "head" (FedPer) or "body" (LG-FedAvg): the part a client keeps
 
     def _parts(self, params: Params) -> tuple[Params, Params]:
         """(shared, personal) parts of `params`."""
-        body, head = split_by_prefix(params, self.head)
+        body, head = split_by_prefix(params)
         return (body, head) if self.personal == "head" else (head, body)
 
     def init_client_state(self, global_params):
@@ -35,8 +32,8 @@ class SplitSharing(Algorithm):
         return self._parts(global_params)[0]
 
     def client_update(self, local, sent, data, key, state=None):
-        check_head(local.task, self.head)
-        steps = local.epochs(self.local_epochs)
+        check_head(local.task)
+        steps = self.steps(local)
         new, loss = local.train({**sent, **state}, data, key, steps)
         shared, personal = self._parts(new)
         return ClientUpdate(model_delta(sent, shared), examples_weight(data), {"loss": loss}, personal)

@@ -8,8 +8,8 @@ same cohorts beforehand (pfl.bench.cases). One round of FedAvg:
         running sum += n_client * (global - local)
     global -= sum / sum(n)          (server SGD with lr 1 on the weighted mean delta)
 
-`shard=(k, w)` trains only the k-th of w contiguous blocks of each cohort (the
-model of one rank of a w-process round: the same split as pfl.execution.Shard).
+`shard=(k, w)` trains only the k-th of w shares of each cohort (the model of one rank
+of a w-process round: the same split as pfl.execution.Shard, balanced by example counts).
 The `eval` case personalizes each held-out client instead: test accuracy before
 and after each of E epochs of local training.
 """
@@ -21,6 +21,7 @@ from torch import nn
 
 from pfl.bench.cases import Case, cohorts, make_tensors
 from pfl.bench.measure import Probe
+from pfl.execution import Shard
 
 
 def model_for(case: Case) -> nn.Module:
@@ -103,8 +104,8 @@ def run(spec: dict) -> dict:
             probe.start()
         if r >= spec["warmup"]:
             probe.tick()
-        per = -(-len(cohort) // w)
-        mine = cohort[k * per:(k + 1) * per]
+        sizes = torch.tensor([len(data[cid][0]) for cid in cohort])
+        mine = [cohort[j] for j in Shard(k, w).part(len(cohort), weights=sizes).tolist()]
         acc = [torch.zeros_like(p) for p in model.parameters()]
         weight = 0
         for cid in mine:

@@ -17,7 +17,7 @@ a log-normal fitted to the held-out roles' (median 18, mean 54 training rows; 1.
 Arms (fresh processes, interleaved, `--repeats` times): `plain` nn.LSTM loop, 2 threads; `pfl`
 (pfl.evaluation.personalize / run_round, sequential clients, CharLSTM's default path), 2 threads;
 `plain1` / `pfl1`: the same with 1 thread; `plain2` / `pfl2`: two 1-thread processes at once, each
-half the roles (alternating in size order), timed by the slower; `reference` / `reference1`: pfl
+its share of the roles as the engine splits them over 2 ranks (by example count), timed by the slower; `reference` / `reference1`: pfl
 with `model.fused=false`. Every ratio is to the plain arm of the same threads and processes; the
 matmul-rate column is to the 2-thread rate (2-thread arms) or processes x the 1-thread rate.
 FLOPs are the useful matmul FLOPs of the real rows (forward 2*(in*4H + H*4H) per token and layer and
@@ -104,9 +104,11 @@ def matmul_rate(threads: int) -> float:
 
 
 def _split(items: list, sizes: list[int], w: int, k: int) -> list:
-    """Process k's share of w: every w-th item in size order (balanced halves)."""
-    order = sorted(range(len(items)), key=lambda j: sizes[j])
-    return [items[j] for j in sorted(order[k::w])]
+    """Process k's share of w: the engine's own split of clients over ranks (pfl.execution.Shard,
+    balanced by example counts)."""
+    from pfl.execution import Shard
+
+    return [items[j] for j in Shard(k, w).part(len(items), weights=torch.tensor(sizes)).tolist()]
 
 
 def plan(case: str, args, train, held) -> dict:
@@ -126,7 +128,8 @@ def plan(case: str, args, train, held) -> dict:
     flops = sum(epochs * 3 * int(counts[i]) * row_flops() for c in cohorts for i in c)
     warm = min((i for i in range(len(counts)) if int(counts[i]) >= BATCH), key=lambda i: int(counts[i]))
     return {"work": cohorts, "sizes": [sum(int(counts[i]) for i in c) for c in cohorts], "flops": flops,
-            "warmup": [[warm]], "epochs": epochs, "cohort": args.cohort or 5}
+            "role_sizes": [[int(counts[i]) for i in c] for c in cohorts], "warmup": [[warm]], "epochs": epochs,
+            "cohort": args.cohort or 5}
 
 
 def _measure(case: str, arm: str, p: dict, args, tmp: Path, tag: str) -> float:
@@ -137,7 +140,7 @@ def _measure(case: str, arm: str, p: dict, args, tmp: Path, tag: str) -> float:
     for k in range(procs):
         part = p["work"] if procs == 1 else _split(p["work"], p["sizes"], procs, k)
         if case == "shakespeare_round" and procs > 1:  # each process trains its half of every cohort
-            part = [_split(c, [1] * len(c), procs, k) for c in p["work"]]
+            part = [_split(c, n, procs, k) for c, n in zip(p["work"], p["role_sizes"])]
         spec = {"case": case, "kind": kind, "threads": threads, "root": args.data_root, "part": part,
                 "warmup": p["warmup"], "epochs": p.get("epochs", 1)}
         path = tmp / f"{tag}_{k}.json"

@@ -40,7 +40,7 @@ def run_info(cfg: DictConfig) -> RunInfo:
         config=OmegaConf.to_container(cfg, resolve=True), config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
         sweep_name=str(sweep.name) if sweep is not None and sweep.get("name") else None,
         sweep_trial=int(sweep.trial) if sweep is not None and sweep.get("trial") is not None else None,
-        label=" ".join(_label(cfg, k, swept) for k in swept), multirun_group=group)
+        label=" ".join(_label(cfg, k, swept) for k in swept), multirun_group=group, output_root=multirun)
 
 
 def swept_keys(cfg: DictConfig) -> list[str]:

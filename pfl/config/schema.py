@@ -32,6 +32,7 @@ from pfl.evaluation.settings import PersonalizationSettings
 from pfl.execution import BACKENDS  # defined once, beside the backends
 from pfl.config.resources import CONF_DIR, SWEEPS_DIR
 from pfl.config.settings import boolean, check_values, integer, locate, number, one_of, optional, schema, setting, validate_node
+from pfl.config.quick_check import TOP, logger_nodes, target_nodes  # noqa: F401 - logger_nodes: pfl.config's name
 from pfl.config.sweep import SweepSettings
 
 
@@ -173,8 +174,15 @@ GROUP_SCHEMA = {
 
 
 def _yaml(path: Path) -> dict:
+    """A config file's contents (read only: shared between callers), parsed once per version of the file."""
+    st = path.stat()
+    return _parsed(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=512)
+def _parsed(path: str, mtime_ns: int, size: int) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(Path(path).read_text())
     except yaml.YAMLError:
         return {}
     return data if isinstance(data, dict) else {}
@@ -290,8 +298,7 @@ def validate(cfg: DictConfig) -> None:
                 raise UnknownSetting(path + str(k), _plain(node[k]), names,
                                      f"the keys of {path[:-1]} are listed by `python -m pfl --cfg job -p {path[:-1]}`"
                                      if path else "the top-level keys are listed by `python -m pfl --cfg job`")
-    top = {k: _plain(cfg.get(k)) for k in ("seed", "replicas", "rounds", "clients_per_round", "zeta", "eval_every",
-                                            "checkpoint_every", "resume", "overwrite", "init_from", "device")}
+    top = {k: _plain(cfg.get(k)) for k in TOP}
     check_values(Config, top, "")
     check_values(EngineConfig, _plain(cfg.engine), "engine.")
     _check_replicas(cfg)
@@ -305,26 +312,18 @@ def validate(cfg: DictConfig) -> None:
         check_values(TrainerConfig, {k: v for k, v in _plain(cfg.trainer).items()
                                      if k in TrainerConfig.__dataclass_fields__}, "trainer.")
     check_values(PersonalizationSettings, _plain(cfg.personalization), "personalization.")
-    nodes = [(k, cfg[k]) for k in ("dataset", "model", "algorithm", "client_opt", "server_opt")]
-    nodes += [(f"logger.{k}", v) for k, v in logger_nodes(cfg)]
-    if cfg.personalization.client_opt is not None:
-        nodes.append(("personalization.client_opt", cfg.personalization.client_opt))
-    nodes += [(f"callbacks.{i}", c) for i, c in enumerate(cfg.get("callbacks") or [])]
     if cfg.stages is not None:
         check(isinstance(cfg.stages, ListConfig) and len(cfg.stages) >= 1, "stages", _plain(cfg.stages),
               "null or a list of {name, algorithm, server_opt, rounds}")
         for i, s in enumerate(cfg.stages):
             check("rounds" in s and is_int(s.rounds) and s.rounds >= 1, f"stages.{i}.rounds", s.get("rounds"),
                   "an integer >= 1")
-            nodes += [(f"stages.{i}.{k}", s[k]) for k in ("algorithm", "server_opt") if k in s]
     given = [k for k in _model_args_from_data() if k in cfg.model]
     if given:  # the run passes these from the data set (pfl.models.FROM_DATA); a value here would collide
         check(False, f"model.{given[0]}", _plain(cfg.model[given[0]]),
               f"nothing: dataset {cfg.dataset.name} supplies {given[0]} to the model (remove +model.{given[0]})")
-    for path, node in nodes:
-        path = path.replace("logger._here_", "logger")
-        if isinstance(node, DictConfig) and "_target_" in node:
-            validate_node(_plain(node), path)
+    for path, node in target_nodes(cfg):
+        validate_node(_plain(node), path)
     for key, opt in [("server_opt", cfg.server_opt)] + [(f"stages.{i}.server_opt", s.get("server_opt"))
                                                          for i, s in enumerate(cfg.stages or [])]:
         if opt is None:
@@ -333,16 +332,6 @@ def validate(cfg: DictConfig) -> None:
             check(is_number(opt.lr) and opt.lr > 0, f"{key}.lr", opt.lr, "a number > 0")
         if "momentum" in opt:
             check(is_number(opt.momentum) and 0 <= opt.momentum < 1, f"{key}.momentum", opt.momentum, "a number in [0, 1)")
-
-
-def logger_nodes(cfg: DictConfig) -> list[tuple[str, DictConfig]]:
-    """(option, node) of every selected logger: `logger=[csv,wandb]` gives logger.csv and logger.wandb."""
-    node = cfg.get("logger")
-    if not isinstance(node, DictConfig):
-        return []
-    if "_target_" in node:  # a node written in place: `logger={_target_: ...}`
-        return [("_here_", node)]
-    return [(str(k), v) for k, v in node.items() if isinstance(v, DictConfig) and "_target_" in v]
 
 
 def validate_population(cfg: DictConfig, num_train: int, num_heldout: int) -> None:

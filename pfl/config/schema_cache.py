@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional
 
 from pfl.config.resources import CONF_DIR
 
-FORMAT = 1  # bump when the description's layout changes
+FORMAT = 2  # bump when the description's layout changes
 KEEP = 8  # descriptions kept (of the newest sources: a few checkouts or branches side by side)
 PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf")
 _NAMES = {"int": int, "float": float, "bool": bool, "str": str, "Any": Any, "Optional": Optional, "List": List,
@@ -124,6 +124,40 @@ def build(desc: dict) -> type:
 
 TRAINER_KEY = "__trainer_arguments__"
 _TRAINER: list[str] = []
+RULES_KEY = "__rules__"  # {"schema" | a section | a target: {setting: rule spec or None}} (pfl.config.quick_check)
+_RULES: dict[str, dict] = {}
+
+
+def cached_rules() -> dict[str, dict] | None:
+    """The rules read from the cache by `register` in this process (None: the schemas were imported)."""
+    return _RULES or None
+
+
+def _rules(entries: dict[str, type]) -> dict[str, dict]:
+    """The described rules of the top level, its sections and every target; a rule whose description does
+    not rebuild it (the same allowed values) is None: validate checks it."""
+    from pfl.config import schema as config
+    from pfl.config.settings import described_rules, locate, rule_of, rules
+
+    objects = {"schema": config.Config, "engine": config.EngineConfig, "trainer": config.TrainerConfig,
+               "personalization": config.PersonalizationSettings}
+    for name in entries:
+        if name != "schema":
+            try:
+                objects[name] = locate(name)
+            except Exception:  # noqa: BLE001 - as _entries
+                continue
+    out = {}
+    for name, obj in objects.items():
+        found, specs = rules(obj), {}
+        for key, spec in described_rules(obj).items():
+            try:
+                spec = json.loads(json.dumps(spec)) if spec is not None else None
+                specs[key] = spec if spec is not None and rule_of(spec).allowed == found[key].allowed else None
+            except (TypeError, ValueError, KeyError):
+                specs[key] = None
+        out[name] = specs
+    return out
 
 
 def trainer_arguments() -> list[str]:
@@ -171,13 +205,16 @@ def register(conf_dir: str | Path | None = None) -> bool:
     cs = ConfigStore.instance()
     if described is not None:
         _TRAINER[:] = described.pop(TRAINER_KEY, None) or []
+        _RULES.clear()
+        _RULES.update(described.pop(RULES_KEY, None) or {})
         for name, desc in described.items():
             cs.store(name=name, node=build(desc), **({} if name == "schema" else {"provider": "pfl"}))
         _DONE.add(str(conf))
         return True
     entries = _entries(conf)  # stores them too
     try:
-        text = json.dumps({TRAINER_KEY: trainer_arguments(), **{name: describe(cls) for name, cls in entries.items()}})
+        text = json.dumps({TRAINER_KEY: trainer_arguments(), RULES_KEY: _rules(entries),
+                           **{name: describe(cls) for name, cls in entries.items()}})
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text)

@@ -37,6 +37,7 @@ class Rule:
     test: Callable[..., bool]
     allowed: str
     relation: bool = False
+    spec: Optional[tuple] = None  # the constructor and its arguments (JSON: the schema cache); None: a custom test
 
     def ok(self, value, others: dict) -> bool:
         try:
@@ -61,29 +62,42 @@ def _within(v, ge, gt, le, lt) -> bool:
 
 
 def number(ge=None, gt=None, le=None, lt=None) -> Rule:
-    return Rule(lambda v: is_number(v) and _within(v, ge, gt, le, lt), "a number" + _interval(ge, gt, le, lt))
+    return Rule(lambda v: is_number(v) and _within(v, ge, gt, le, lt), "a number" + _interval(ge, gt, le, lt),
+                spec=("number", ge, gt, le, lt))
 
 
 def integer(ge=None, gt=None, le=None, lt=None, note: str = "") -> Rule:
     return Rule(lambda v: is_int(v) and _within(v, ge, gt, le, lt),
-                "an integer" + _interval(ge, gt, le, lt) + (f" ({note})" if note else ""))
+                "an integer" + _interval(ge, gt, le, lt) + (f" ({note})" if note else ""),
+                spec=("integer", ge, gt, le, lt, note))
 
 
 def boolean() -> Rule:
-    return Rule(lambda v: isinstance(v, bool), "true or false")
+    return Rule(lambda v: isinstance(v, bool), "true or false", spec=("boolean",))
 
 
 def one_of(*values) -> Rule:
-    return Rule(lambda v: v in values, " or ".join(map(str, values)))
+    plain = all(v is None or isinstance(v, (str, int, float, bool)) for v in values)
+    return Rule(lambda v: v in values, " or ".join(map(str, values)), spec=("one_of", *values) if plain else None)
 
 
 def text(example: str = "") -> Rule:
-    return Rule(lambda v: isinstance(v, str) and v != "", "a non-empty string" + (f", e.g. {example}" if example else ""))
+    return Rule(lambda v: isinstance(v, str) and v != "", "a non-empty string" + (f", e.g. {example}" if example else ""),
+                spec=("text", example))
 
 
 def optional(rule: Rule) -> Rule:
     """None, or what `rule` allows."""
-    return Rule(lambda v, o: v is None or rule.ok(v, o), "null or " + rule.allowed, relation=True)
+    return Rule(lambda v, o: v is None or rule.ok(v, o), "null or " + rule.allowed, relation=True,
+                spec=("optional", rule.spec) if rule.spec else None)
+
+
+def rule_of(spec) -> Rule:
+    """The Rule that `spec` (a Rule's `spec`, as JSON gives it back) describes."""
+    name, *args = spec
+    if name == "optional":
+        return optional(rule_of(args[0]))
+    return {"number": number, "integer": integer, "boolean": boolean, "one_of": one_of, "text": text}[name](*args)
 
 
 def relation(test: Callable[[Any, dict], bool], allowed: str) -> Rule:
@@ -141,9 +155,15 @@ def parameters(obj) -> dict[str, Any] | None:
             if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def check_values(obj, values: dict, prefix: str) -> None:
-    """Raise ConfigError for the first value its rule does not allow (keys: prefix + name)."""
-    for name, rule in rules(obj).items():
+def described_rules(obj) -> dict[str, Optional[tuple]]:
+    """{setting name: its rule's spec, or None for a custom test} (what the schema cache keeps)."""
+    return {name: rule.spec for name, rule in rules(obj).items()}
+
+
+def check_values(obj, values: dict, prefix: str, found: dict[str, Rule] | None = None) -> None:
+    """Raise ConfigError for the first value its rule does not allow (keys: prefix + name); `found`: the
+    rules to use instead of obj's (rebuilt from the schema cache)."""
+    for name, rule in (rules(obj) if found is None else found).items():
         if name in values and not rule.ok(values[name], values):
             raise ConfigError(prefix + name, values[name], rule.allowed)
 

@@ -33,6 +33,7 @@ from pfl.data.federated import FederatedData
 from pfl.data.validate import check_client
 from pfl.data.packed import Packed, assemble, population_split
 from pfl.data.partition import dirichlet_label_skew_paired
+from pfl.data.inputs import ModelInputs, declares
 from pfl.data.transforms import cifar_pixels
 from pfl.config.settings import checked, integer, number
 
@@ -87,6 +88,11 @@ def _decode(paths: dict[str, Path]) -> dict[str, np.ndarray]:
     return out
 
 
+def cifar_inputs() -> ModelInputs:
+    return ModelInputs((3, 32, 32), 256, (), 100, cifar_pixels, {"in_channels": 3, "in_features": 3072})
+
+
+@declares(cifar_inputs)
 @checked("dataset")
 def load_cifar100(
     root: str | None = None,
@@ -109,8 +115,9 @@ def load_cifar100(
     train = Packed.from_lists([arrays["train_x"][p] for p in tr_parts], [arrays["train_y"][p] for p in tr_parts])
     test = Packed.from_lists([arrays["test_x"][p] for p in te_parts], [arrays["test_y"][p] for p in te_parts])
     ids = [f"cifar100_{i:04d}" for i in range(num_clients)]
-    return assemble(
-        "cifar100", ids, train, test, tr_idx, ho_idx, 100, zeta, seed,
-        input_transform=cifar_pixels, info={"alpha": alpha, "model_kwargs": {"in_channels": 3, "in_features": 3072}},
+    inputs = cifar_inputs()
+    return inputs.check(assemble(
+        "cifar100", ids, train, test, tr_idx, ho_idx, inputs.num_classes, zeta, seed,
+        input_transform=inputs.transform, info=inputs.info(alpha=alpha),
         augment=RandomCropFlip(pad=4),  # for the ζ-permuted clients (the AFML paper's augmentation)
-    )
+    ))

@@ -30,6 +30,7 @@ from pfl.data.augment import CHARACTER_AUGMENT
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
 from pfl.data.validate import check_client
+from pfl.data.inputs import ModelInputs, declares
 from pfl.data.transforms import inverted_unit_pixels, unit_pixels
 
 TFF_URL = "https://storage.googleapis.com/tff-datasets-public/"
@@ -77,6 +78,12 @@ def _decode(src: Source):
     return decode
 
 
+def emnist_inputs(only_digits: bool = False, invert: bool = False) -> ModelInputs:
+    return ModelInputs((28, 28), 256, (), 10 if only_digits else 62, inverted_unit_pixels if invert else unit_pixels,
+                       {"in_features": 784})
+
+
+@declares(emnist_inputs)
 def load_emnist(
     root: str | None = None,
     cache_dir: str | None = None,
@@ -92,10 +99,9 @@ def load_emnist(
     arrays = decoded(src, "emnist-digits" if only_digits else "emnist-62", _decode(src), root, cache_dir, progress)
     ids = [str(i) for i in arrays["ids"]]
     tr_idx, ho_idx = population_split(len(ids), train_clients, heldout_clients)
-    num_classes = 10 if only_digits else 62
-    return assemble(
+    inputs = emnist_inputs(only_digits, invert)
+    return inputs.check(assemble(
         "emnist", ids, unpack_arrays("train", arrays), unpack_arrays("test", arrays), tr_idx, ho_idx,
-        num_classes, zeta, seed, input_transform=inverted_unit_pixels if invert else unit_pixels,
-        info={"only_digits": bool(only_digits), "invert": bool(invert), "model_kwargs": {"in_features": 784}},
-        augment=CHARACTER_AUGMENT,
-    )
+        inputs.num_classes, zeta, seed, input_transform=inputs.transform,
+        info=inputs.info(only_digits=bool(only_digits), invert=bool(invert)), augment=CHARACTER_AUGMENT,
+    ))

@@ -28,7 +28,8 @@ from pfl.data.augment import RandomCropFlip
 from pfl.data.federated import FederatedData
 from pfl.data.validate import check_client
 from pfl.data.packed import Packed, assemble, pack_arrays, unpack_arrays
-from pfl.data.transforms import cifar_pixels
+from pfl.data.cifar100 import cifar_inputs
+from pfl.data.inputs import declares
 from pfl.config.settings import checked, number
 
 TFF_URL = "https://storage.googleapis.com/tff-datasets-public/"
@@ -68,6 +69,7 @@ def split_within_clients(p: Packed, test_fraction: float, rng: np.random.Generat
     return Packed.from_lists(tr_x, tr_y), Packed.from_lists(te_x, te_y)
 
 
+@declares(cifar_inputs)
 @checked("dataset")
 def load_fed_cifar100(
     root: str | None = None,
@@ -92,8 +94,9 @@ def load_fed_cifar100(
     train = Packed.concat([parts[0][0], parts[1][0]])
     test = Packed.concat([parts[0][1], parts[1][1]])
     ids = [f"train/{i}" for i in arrays["train_ids"][: wanted[0]]] + [f"test/{i}" for i in arrays["test_ids"][: wanted[1]]]
-    return assemble(
-        "fed_cifar100", ids, train, test, range(wanted[0]), range(wanted[0], wanted[0] + wanted[1]), 100, zeta, seed,
-        input_transform=cifar_pixels, info={"model_kwargs": {"in_channels": 3, "in_features": 3072}, "test_fraction": test_fraction},
+    inputs = cifar_inputs()
+    return inputs.check(assemble(
+        "fed_cifar100", ids, train, test, range(wanted[0]), range(wanted[0], wanted[0] + wanted[1]), inputs.num_classes,
+        zeta, seed, input_transform=inputs.transform, info=inputs.info(test_fraction=test_fraction),
         augment=RandomCropFlip(pad=4),
-    )
+    ))

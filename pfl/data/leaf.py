@@ -34,6 +34,7 @@ from pfl.data.augment import CHARACTER_AUGMENT
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
 from pfl.data.validate import check_client
+from pfl.data.inputs import ModelInputs, declares
 from pfl.data.transforms import inverted_unit_pixels, token_ids, unit_pixels
 
 FORMAT = 2  # 2: examples validated before encoding (pfl.data.validate); older caches may hold NaN as 0
@@ -119,17 +120,29 @@ def _shakespeare_encode(xs: list, ys: list) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _load(kind, encode, root, cache_dir, train_clients, heldout_clients, zeta, seed, num_classes, **kw) -> FederatedData:
-    arrays = _cached_leaf(kind, root, cache_dir, encode, num_classes)
+def _load(kind, encode, root, cache_dir, train_clients, heldout_clients, zeta, seed, inputs: ModelInputs,
+          **kw) -> FederatedData:
+    arrays = _cached_leaf(kind, root, cache_dir, encode, inputs.num_classes)
     ids = [str(i) for i in arrays["ids"]]
     tr_idx, ho_idx = population_split(len(ids), train_clients, heldout_clients)
-    info = kw.pop("info", {})
-    info["unpaired_users_dropped"] = int(arrays["unpaired"][0])
-    info["source"] = str(Path(root).expanduser())
-    return assemble(f"{kind}_leaf", ids, unpack_arrays("train", arrays), unpack_arrays("test", arrays),
-                    tr_idx, ho_idx, num_classes, zeta, seed, info=info, **kw)
+    info = inputs.info(**kw.pop("info", {}), unpaired_users_dropped=int(arrays["unpaired"][0]),
+                       source=str(Path(root).expanduser()))
+    return inputs.check(assemble(f"{kind}_leaf", ids, unpack_arrays("train", arrays), unpack_arrays("test", arrays),
+                                 tr_idx, ho_idx, inputs.num_classes, zeta, seed, input_transform=inputs.transform,
+                                 info=info, **kw))
 
 
+def femnist_inputs(invert: bool = False) -> ModelInputs:
+    return ModelInputs((28, 28), 256, (), 62, inverted_unit_pixels if invert else unit_pixels, {"in_features": 784})
+
+
+def shakespeare_inputs() -> ModelInputs:
+    """The next character of an 80-character window (LEAF's task)."""
+    return ModelInputs((80,), text.VOCAB_SIZE, (), text.VOCAB_SIZE, token_ids,
+                       {"vocab_size": text.VOCAB_SIZE, "last_only": True})
+
+
+@declares(femnist_inputs)
 def load_femnist_leaf(
     root: str | None = None,
     cache_dir: str | None = None,
@@ -139,11 +152,11 @@ def load_femnist_leaf(
     zeta: float = 1.0,
     seed: int = 0,
 ) -> FederatedData:
-    return _load("femnist", _femnist_encode, root, cache_dir, train_clients, heldout_clients, zeta, seed, 62,
-                 input_transform=inverted_unit_pixels if invert else unit_pixels, augment=CHARACTER_AUGMENT,
-                 info={"invert": bool(invert), "model_kwargs": {"in_features": 784}})
+    return _load("femnist", _femnist_encode, root, cache_dir, train_clients, heldout_clients, zeta, seed,
+                 femnist_inputs(invert), augment=CHARACTER_AUGMENT, info={"invert": bool(invert)})
 
 
+@declares(shakespeare_inputs)
 def load_shakespeare_leaf(
     root: str | None = None,
     cache_dir: str | None = None,
@@ -153,5 +166,4 @@ def load_shakespeare_leaf(
     seed: int = 0,
 ) -> FederatedData:
     return _load("shakespeare", _shakespeare_encode, root, cache_dir, train_clients, heldout_clients, zeta, seed,
-                 text.VOCAB_SIZE, fixed_labels=text.SPECIAL, input_transform=token_ids,
-                 info={"model_kwargs": {"vocab_size": text.VOCAB_SIZE, "last_only": True}})
+                 shakespeare_inputs(), fixed_labels=text.SPECIAL)

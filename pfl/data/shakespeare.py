@@ -36,6 +36,7 @@ from pfl.data.cache import Source, decoded
 from pfl.data.download import Remote
 from pfl.data.federated import FederatedData
 from pfl.data.packed import Packed, assemble, pack_arrays, population_split, unpack_arrays
+from pfl.data.inputs import ModelInputs, declares
 from pfl.data.transforms import token_ids
 from pfl.config.settings import checked, integer
 
@@ -71,6 +72,11 @@ def _decode(seq_len: int):
     return decode
 
 
+def shakespeare_inputs(seq_len: int = 80) -> ModelInputs:
+    return ModelInputs((seq_len,), text.VOCAB_SIZE, (seq_len,), text.VOCAB_SIZE, token_ids, {"vocab_size": text.VOCAB_SIZE})
+
+
+@declares(shakespeare_inputs)
 @checked("dataset")
 def load_shakespeare(
     root: str | None = None,
@@ -91,15 +97,16 @@ def load_shakespeare(
         train, test = (Packed(p.x, np.where(np.isin(p.y, (text.OOV, text.EOS)), text.PAD, p.y).astype(p.y.dtype), p.counts)
                        for p in (train, test))
     tr_idx, ho_idx = population_split(len(ids), train_clients, heldout_clients)
+    inputs = shakespeare_inputs(seq_len)
     data = assemble(
-        "shakespeare", ids, train, test, tr_idx, ho_idx, text.VOCAB_SIZE, zeta, seed,
-        fixed_labels=text.SPECIAL, input_transform=token_ids, ignore_index=text.PAD,
-        info={"model_kwargs": {"vocab_size": text.VOCAB_SIZE}, "seq_len": seq_len,
-              "snippets": {"train": int(arrays["snippets"][:, 0].sum()), "test": int(arrays["snippets"][:, 1].sum())}},
+        "shakespeare", ids, train, test, tr_idx, ho_idx, inputs.num_classes, zeta, seed,
+        fixed_labels=text.SPECIAL, input_transform=inputs.transform, ignore_index=text.PAD,
+        info=inputs.info(seq_len=seq_len, snippets={"train": int(arrays["snippets"][:, 0].sum()),
+                                                    "test": int(arrays["snippets"][:, 1].sum())}),
     )
     if permute_inputs and zeta < 1.0:
         _permute_inputs(data)
-    return data
+    return inputs.check(data)
 
 
 def _permute_inputs(data: FederatedData) -> None:

@@ -46,6 +46,7 @@ class RunInfo:
     sweep_trial: Optional[int] = None
     label: str = ""  # what differs within its multirun or sweep: `afml ζ=0.4 seed=1`
     multirun_group: Optional[str] = None  # a multirun job outside a sweep: the experiment or the grid's name
+    output_root: Optional[str] = None  # a multirun's or sweep's folder (hydra.sweep.dir), shared by its jobs
 
     @property
     def job_type(self) -> str:

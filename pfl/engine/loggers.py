@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Optional
 
 from pfl.engine.experiment import RunInfo
 from pfl.engine.files import MetricsCSV
@@ -82,19 +81,3 @@ def make_loggers(factories, run: RunInfo, run_dir: Path, resume_round: int | Non
             lg.log_hyperparams(run.config)
         loggers.append(lg)
     return loggers
-
-
-def mlflow_logger(save_dir: str, experiment_name: str = "pfl", run_name: Optional[str] = None,
-                  tracking_uri: Optional[str] = None, tags: Optional[dict] = None, log_model: bool = False,
-                  artifact_location: Optional[str] = None):
-    """logger=mlflow: Lightning's MLFlowLogger. tracking_uri (null: MLFLOW_TRACKING_URI, else an SQLite store
-    <run dir>/mlflow/mlflow.db, since current MLflow refuses its old file store by default)."""
-    from pytorch_lightning.loggers import MLFlowLogger
-
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        Path(save_dir).mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{Path(save_dir).resolve() / 'mlflow.db'}"
-        artifact_location = artifact_location or (Path(save_dir).resolve() / "artifacts").as_uri()
-    return MLFlowLogger(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
-                        log_model=log_model, artifact_location=artifact_location)

@@ -38,7 +38,8 @@ from torch import Tensor, nn
 from pfl import rng
 from pfl.algorithms.local import LocalTrainer
 from pfl.data.federated import FederatedData
-from pfl.engine.evaluator import Evaluator
+from pfl.engine.eval_line import eval_line
+from pfl.engine.evaluator import EvalSetup, Evaluator, RunState
 from pfl.engine.experiment import Stage
 from pfl.engine.faults import Diverged
 from pfl.engine import names
@@ -51,6 +52,7 @@ from pfl.execution import Backend
 
 
 log = logging.getLogger("pfl")
+TRACK_KEYS = (names.ROUND, names.BYTES_DOWN_TOTAL, names.BYTES_UP_TOTAL)  # a tracked row's keys the training row has
 
 
 class FederatedModule(pl.LightningModule):
@@ -95,7 +97,9 @@ class FederatedModule(pl.LightningModule):
         self.report_epochs = personalization.report_epochs(extra)
         self.curve_epochs = personalization.curve_length(extra)
         self._init_replicas(replicas or [(seed, data, local.task.init_params())])
-        self.evaluator = Evaluator(self)
+        self.evaluator = Evaluator(EvalSetup(
+            stages, model, personalization, personalize_local, backend, eval_every, eval_chunk_size, local_cache_dir,
+            self._initial, self.total_rounds, self.curve_epochs, tuple(self.report_epochs)))
         self.register_buffer("round", torch.zeros((), dtype=torch.int64))
         self.history: list[dict] = []  # one row per evaluation, as logged (replicas: pfl.engine.replicas.combine_rows)
         self.track_history: list[dict] = []  # one row per tracked round, as logged (likewise)
@@ -193,8 +197,10 @@ class FederatedModule(pl.LightningModule):
                 for i, (server, ids, out) in enumerate(zip(servers, cohort_ids, outs))]
         self.round += 1
         if self.evaluator.tracks_after(r + 1):
-            for i, row in enumerate(rows):
-                row.update(self.evaluator.track(r + 1, i))
+            run = self.run_state()
+            for i, (rep, row) in enumerate(zip(self.reps, rows)):
+                rep.track_history.append(self.evaluator.track(run, r + 1, i))
+                row.update({k: v for k, v in rep.track_history[-1].items() if k not in TRACK_KEYS})
             self.track_history.append(combine_rows([rep.track_history[-1] for rep in self.reps]))
         shown = combine_rows(rows)
         self.log("loss", shown.get(names.train("loss"), float("nan")), prog_bar=True, on_step=True, logger=False)
@@ -256,18 +262,70 @@ class FederatedModule(pl.LightningModule):
             lg.log_metrics(metrics, step=r)
 
     # -- evaluation (pfl.engine.evaluator) ----------------------------------------
+    def run_state(self) -> RunState:
+        """What an evaluation reads of the run now."""
+        alg = self.stages[self.stage_index(max(int(self.round) - 1, 0))].algorithm
+        return RunState(self.reps, self.params, self._state_names, alg, self.device)
+
     def evaluate_and_log(self, r: int, train_metrics) -> dict:
-        return self.evaluator.evaluate(r, train_metrics)
+        """Evaluate every replica (`train_metrics`: its training row, or a list of one per replica), keep
+        the rows in the histories, log the row (pfl.engine.replicas.combine_rows for R > 1) and return it."""
+        t_eval = time.perf_counter()
+        rows_in = train_metrics if isinstance(train_metrics, list) else [train_metrics]
+        run = self.run_state()
+        plans, epochs, total = self.evaluator.plan(run, r)
+        bar = self._eval_bar(r, total)
+        tick = None if bar is None and self.interrupt_check is None else self._ticker(bar)
+        rows = []
+        for i, (rep, plan, row_in) in enumerate(zip(self.reps, plans, rows_in)):
+            results, row = self.evaluator.evaluate(run, r, i, plan, dict(row_in), tick, epochs)
+            row[names.EVAL_S] = time.perf_counter() - t_eval  # seconds this evaluation took (so far: all replicas)
+            row[names.EVAL_CLIENTS] = total
+            row[names.WALL_S] = time.perf_counter() - self._t0
+            rep.history.append(row)
+            rep.last_eval = {"row": row, "results": results}
+            rows.append(row)
+        if bar is not None:
+            bar.close()
+        row = combine_rows(rows)
+        self.history.append(row)
+        self.last_eval = self.reps[0].last_eval if len(self.reps) == 1 else {"row": row, "results": {}}
+        if self.on_evaluation is not None:
+            self.on_evaluation(r, row, self.reps[0].last_eval["results"])
+        self._log_row(row, r)
+        head = self.personalization.headline
+        _info(eval_line(r, names.PREFIX[head], rows, len(plans[0].get(head, [])),
+                        len(self.eval_clients(head, 0)), row[names.EVAL_S]))  # sample size, ± std over replicas
+        return row
+
+    def _eval_bar(self, r: int, total: int):
+        """A progress bar over the evaluation's clients, below the rounds bar (rank 0, when bars are on)."""
+        if not self.trainer.is_global_zero or self.trainer.progress_bar_callback is None or total == 0:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=f"evaluation (round {r})", unit="client", position=1, leave=False,
+                    dynamic_ncols=True)
+
+    def _ticker(self, bar):
+        """The evaluation's progress callback: advance the bar, and stop here if a stop was asked for."""
+        def tick(n: int) -> None:
+            if bar is not None:
+                bar.update(n)
+            if self.interrupt_check is not None:
+                self.interrupt_check()
+
+        return tick
 
     def personalize(self, population: str, clients: Tensor | None = None, progress=None,
                     replica: int = 0, epochs: int | None = None) -> PersonalizationResult:
-        return self.evaluator.personalize(population, clients, progress, replica, epochs)
+        return self.evaluator.personalize(self.run_state(), population, clients, progress, replica, epochs)
 
     def eval_clients(self, population: str, replica: int = 0) -> Tensor:
-        return self.evaluator.eval_clients(population, replica)
+        return self.evaluator.eval_clients(self.run_state(), population, replica)
 
     def sample(self, population: str, limit: int | None, replica: int = 0) -> Tensor:
-        return self.evaluator.sample(population, limit, replica)
+        return self.evaluator.sample(self.run_state(), population, limit, replica)
 
     # -- checkpoint (pfl.engine.replica_state) ---------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

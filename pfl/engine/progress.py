@@ -22,6 +22,20 @@ def progress_bar_enabled(setting: bool | None) -> bool:
     return sys.stdout.isatty()  # Lightning's bar writes to stdout
 
 
+def close_bars() -> None:
+    """End every open tqdm bar (the evaluation's below the rounds bar first), so that what is printed next
+    (a stop, an error) starts on a line of its own instead of being spliced into a bar's line."""
+    from tqdm import tqdm
+
+    for bar in sorted(list(getattr(tqdm, "_instances", ())), key=lambda b: -abs(getattr(b, "pos", 0) or 0)):
+        try:
+            bar.close()  # a kept bar is redrawn (over a terminal's `^C`) and ends its line; others are cleared
+        except Exception:  # noqa: BLE001 - a bar on a closed stream: nothing to tidy
+            pass
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+
+
 class RoundProgressBar(TQDMProgressBar):
     def __init__(self, total: int | None = None, start: int = 0):
         super().__init__()
@@ -53,6 +67,9 @@ class RoundProgressBar(TQDMProgressBar):
             bar.n = int(pl_module.round)
             bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
             bar.refresh()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        close_bars()  # Ctrl-C, SIGTERM, an error: its message below the bars, not in them
 
     def get_metrics(self, trainer, pl_module) -> dict:
         metrics = super().get_metrics(trainer, pl_module)

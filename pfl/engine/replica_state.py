@@ -30,7 +30,6 @@ class Replica:
     track_history: list = field(default_factory=list)  # this replica's tracked rows (rounds to target)
     bytes_total: dict = field(default_factory=lambda: {"down": 0, "up": 0})
     last_eval: dict = field(default_factory=dict)
-    local_reference: dict = field(default_factory=dict)  # (population, clients) -> local-only accuracies
 
 
 class ReplicaTensors(nn.Module):

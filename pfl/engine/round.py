@@ -125,7 +125,7 @@ def _summed_updates(algorithm: Algorithm, local: LocalTrainer, backend: Backend,
         else:
             delta = {k: shard.sum(v) for k, v in agg.weighted_sum(mine.delta, weight / total).items()}
             own_delta = mine.delta
-    rows = shard.gather((mine.weight, mine.metrics, mine.state), int(keys.shape[0]))
+    rows = shard.gather((mine.weight, mine.metrics, mine.state), int(keys.shape[0]), data.n)
     return ClientUpdate(own_delta, rows[0], rows[1], rows[2], mine.extra), delta
 
 

@@ -20,4 +20,6 @@ def test_sample_is_evenly_spaced_in_size_order():
     counts = torch.tensor([50, 1, 40, 2, 30, 3, 20, 4])  # sorted: 1 2 3 4 20 30 40 50
     ids = sk.sample_roles(counts, 4)  # quantiles 1/8, 3/8, 5/8, 7/8 -> sorted positions 1, 3, 5, 7
     assert sorted(int(counts[i]) for i in ids) == [2, 4, 30, 50]
-    assert sk._split([10, 11, 12, 13], [4, 1, 3, 2], 2, 0) == [11, 12]  # sizes 1 and 3 (every 2nd in size order)
+    # the engine's split over 2 ranks (pfl.execution.Shard, +1 per client): sizes 4+1 and 3+2
+    assert sk._split([10, 11, 12, 13], [4, 1, 3, 2], 2, 0) == [10, 11]
+    assert sk._split([10, 11, 12, 13], [4, 1, 3, 2], 2, 1) == [12, 13]

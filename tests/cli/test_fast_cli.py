@@ -65,7 +65,10 @@ def warm_cache(tmp_path_factory):
     (["algorithm=fedavgg"], 2, "algorithm=fedavgg is not an option"),
     (["rounds=abc"], 2, "rounds=abc is not allowed"),
     (["-sc", "query=bash"], None, "algorithm="),
-], ids=["help", "cfg", "bad-option", "bad-type", "completion"])
+    (["zeta=2"], 2, "error: zeta=2.0 is not allowed: expected a number in [0, 1]"),
+    (["algorithm=afml", "algorithm.beta=-1"], 2, "error: algorithm.beta=-1.0 is not allowed: expected a number >= 0"),
+    (["-m", "seed=0,1", "personalization.heldout_clients=0"], 2, "personalization.heldout_clients=0 is not allowed"),
+], ids=["help", "cfg", "bad-option", "bad-type", "completion", "bad-value", "bad-algorithm-value", "bad-value-multirun"])
 def test_answers_without_a_run_import_no_torch(warm_cache, tmp_path, args, code, shows):
     env = dict(os.environ, PYTHONPATH=str(REPO), PFL_CACHE=str(warm_cache), COMP_LINE="pfl algor")
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=tmp_path, env=env, capture_output=True,
@@ -74,3 +77,31 @@ def test_answers_without_a_run_import_no_torch(warm_cache, tmp_path, args, code,
     ended = re.search(r"^exit (\S+)$", proc.stderr, re.M)
     assert (ended and ended.group(1)) in ((str(code),) if code else (None, "0", "None")), proc.stderr[-2000:]
     assert "imported: []" in proc.stderr, proc.stderr[-2000:]
+
+
+PROBES = [-1, 0, 0.5, 1, 2, 3, 10**6, -0.5, "x", "", "auto", None, True, False, [1], "cpu"]
+
+
+def test_every_described_rule_rebuilds_the_same_rule_and_a_valid_config_passes_the_quick_check():
+    from pfl.config.quick_check import quick_check
+    from pfl.config.settings import locate, rule_of, rules
+    from tests.helpers import compose_cfg
+
+    described = schema_cache._rules(schema_cache._entries(CONF_DIR))
+    assert described["schema"]["zeta"] == ["number", 0, None, 1, None]
+    assert described["pfl.algorithms.AFML"]["beta"] is not None
+    count = 0
+    for name, specs in described.items():
+        if name in ("schema", "engine", "trainer", "personalization"):
+            continue
+        own = rules(locate(name))
+        for key, spec in specs.items():
+            if spec is None:
+                continue
+            rebuilt, count = rule_of(json.loads(json.dumps(spec))), count + 1
+            assert rebuilt.allowed == own[key].allowed, (name, key)
+            assert [rebuilt.ok(v, {}) for v in PROBES] == [own[key].ok(v, {}) for v in PROBES], (name, key)
+    assert count >= 50  # the algorithms', optimizers', data sets' and models' settings
+    for option in ("fedavg", "afml", "reptile", "ditto", "personalized_fedavg"):
+        overrides = [f"algorithm={option}"] if option != "personalized_fedavg" else [f"experiment={option}"]
+        quick_check(compose_cfg(overrides), described)  # no false alarm on a shipped config

@@ -100,12 +100,6 @@ def test_a_20_round_run_logs_every_round_to_every_logger_under_one_name(tmp_path
     assert b"charts/personalization_curve" in blob and b"plots/personalization_curve" in blob  # distinct keys
 
 
-def test_mlflow_logger_writes_its_store(tmp_path):
-    pytest.importorskip("mlflow", reason="logger=mlflow needs the `mlflow` extra (not in `test`: it is large)")
-    train(compose_cfg(SMALL + ["rounds=2", "eval_every=2", "logger=mlflow"]), tmp_path)
-    assert (tmp_path / "mlflow" / "mlflow.db").stat().st_size > 0
-
-
 @pytest.mark.parametrize("arg,words", [
     ("+trainer.foo=1", "trainer.foo=1 is not allowed: expected a pl.Trainer setting"),
     ("+trainer.precison=16-mixed", "did you mean trainer.precision?"),

@@ -11,6 +11,8 @@ initialization) declares its count there, applied to the same one-client exchang
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,12 +41,29 @@ class Run(NamedTuple):
     summary: dict
 
 
+@functools.cache
+def _composed(overrides: tuple[str, ...]) -> DictConfig:
+    return compose_cfg(list(overrides), tiny=False)
+
+
+def contract_config(name: str, backend: str, overrides: list[str] = (), *extra: str,
+                    changes: dict | None = None) -> DictConfig:
+    """The config of a contract run. Composed once per algorithm and overrides (Hydra's compose is a third of
+    a tiny run): the backend and `resume=true`, plain values that no defaults list reads, are set on a copy,
+    as the command line would set them."""
+    resume = "resume=true" in extra
+    cfg = copy.deepcopy(_composed((*tiny({**CONTRACT, **(changes or {})}), f"algorithm={name}", *overrides,
+                                   *(e for e in extra if e != "resume=true"))))
+    cfg.engine.backend = backend
+    cfg.resume = True if resume else cfg.resume
+    return cfg
+
+
 def contract_run(name: str, backend: str, run_dir: Path, overrides: list[str] = (), *extra: str,
                  changes: dict | None = None) -> Run:
     """The contract's tiny run of `algorithm=name` on `backend` (tiny() turns the plots off); `changes` to
     CONTRACT as in `tiny` (DROP: a key another data set lacks)."""
-    cfg = compose_cfg([*tiny({**CONTRACT, **(changes or {})}), f"algorithm={name}", *overrides, f"engine.backend={backend}", *extra],
-                      tiny=False)
+    cfg = contract_config(name, backend, overrides, *extra, changes=changes)
     return Run(cfg, run_dir, train(cfg, run_dir))
 
 

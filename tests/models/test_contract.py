@@ -5,7 +5,9 @@ new model YAML is checked with no other edit. A model is meant for the data sets
 config selects a model of the same class (`dataset=D` composed), else for the synthetic
 default. It is built the way `pfl.run.train` builds it (the data set's class count and model
 arguments) and checked on a few random examples of the data set's stored shape and dtype,
-passed through the data set's input transform:
+passed through the data set's input transform. A data set that reads files (a `root:` setting)
+is described by its loader's declaration (pfl.data.inputs: `@declares`), the one the loader
+builds its data from; any other is built for real:
 
 - forward: logits of shape labels' shape + (num_classes,), finite;
 - vmap == loop: over a small stack of parameter sets (and one batch per set), the forward
@@ -26,8 +28,8 @@ from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
 from pfl.cli import CONF_DIR
-from pfl.data import text
-from pfl.data.transforms import cifar_pixels, token_ids, unit_pixels
+from pfl.config.settings import locate
+from pfl.data.inputs import declared_inputs
 from pfl.run import build
 from tests.helpers import compose_cfg
 
@@ -49,29 +51,6 @@ class Inputs(NamedTuple):
     transform: Callable[[Tensor], Tensor] | None
     model_kwargs: dict
     num_classes: int
-
-
-def _pixels(shape):
-    return lambda n: torch.randint(0, 256, (n, *shape), dtype=torch.uint8)
-
-
-def _tokens(seq_len):
-    return lambda n: torch.randint(0, text.VOCAB_SIZE, (n, seq_len), dtype=torch.uint8)
-
-
-# What the loaders of the real data sets (not available offline) store and hand the model
-# (pfl/data/*.py). A data set generated on the fly (no `root:` setting) is built for real instead.
-_EMNIST = Inputs(_pixels((28, 28)), (), unit_pixels, {"in_features": 784}, 62)
-_CIFAR = Inputs(_pixels((3, 32, 32)), (), cifar_pixels, {"in_channels": 3, "in_features": 3072}, 100)
-REAL_INPUTS = {
-    "emnist": _EMNIST,
-    "femnist_leaf": _EMNIST,
-    "cifar100": _CIFAR,
-    "fed_cifar100": _CIFAR,
-    "shakespeare": Inputs(_tokens(80), (80,), token_ids, {"vocab_size": text.VOCAB_SIZE}, text.VOCAB_SIZE),
-    "shakespeare_leaf": Inputs(_tokens(80), (), token_ids, {"vocab_size": text.VOCAB_SIZE, "last_only": True},
-                               text.VOCAB_SIZE),
-}
 
 
 def cases(check: str) -> list:
@@ -96,10 +75,14 @@ def datasets_for(model: str) -> list[str]:
 
 @cache
 def inputs_of(dataset: str) -> Inputs:
-    if dataset in REAL_INPUTS:
-        return REAL_INPUTS[dataset]
     cfg = compose_cfg([f"dataset={dataset}"], tiny=False)
-    assert "root" not in cfg.dataset, f"describe the inputs of data set {dataset} in REAL_INPUTS"
+    settings = {k: v for k, v in cfg.dataset.items() if not k.startswith("_")}
+    declared = declared_inputs(locate(cfg.dataset._target_), settings)
+    if declared is not None:
+        return Inputs(declared.examples, declared.y_shape, declared.transform, dict(declared.model_kwargs),
+                      declared.num_classes)
+    assert "root" not in cfg.dataset, (f"data set {dataset} reads files (`root:`) but its loader {cfg.dataset._target_} "
+                                       "declares no model inputs: decorate it with pfl.data.inputs.declares(...)")
     data = build(cfg.dataset)
     pool = data.train.train
     return Inputs(lambda n: pool.x[:n].clone(), tuple(pool.y.shape[1:]), data.input_transform,
@@ -170,3 +153,29 @@ def test_vmap_equals_loop(model):
     loop = [grad(loss)(one(i), xs[i], ys[i]) for i in range(stacks)]
     for k in params:
         torch.testing.assert_close(grads[k], torch.stack([d[k] for d in loop]), rtol=1e-9, atol=1e-12, msg=k)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_a_data_set_that_reads_files_declares_its_inputs(dataset):
+    cfg = compose_cfg([f"dataset={dataset}"], tiny=False)
+    declared = declared_inputs(locate(cfg.dataset._target_), dict(cfg.dataset))
+    if "root" in cfg.dataset:
+        assert declared is not None, f"dataset={dataset}: its loader declares no model inputs (pfl.data.inputs.declares)"
+    if declared is not None:
+        x = declared.examples(2)
+        assert x.shape == (2, *declared.x_shape) and x.dtype == declared.x_dtype and int(x.max()) < declared.x_high
+
+
+def test_a_loader_refuses_examples_unlike_its_declaration():
+    from types import SimpleNamespace
+
+    from pfl.data.download import DataError
+    from pfl.data.emnist import emnist_inputs
+
+    split = SimpleNamespace(x=torch.zeros(4, 28, 28, dtype=torch.uint8), y=torch.zeros(4, dtype=torch.int64))
+    pop = SimpleNamespace(train=split, test=split)
+    data = SimpleNamespace(name="emnist", train=pop, heldout=pop)
+    assert emnist_inputs().check(data) is data
+    wide = SimpleNamespace(train=SimpleNamespace(x=torch.zeros(4, 28, 29, dtype=torch.uint8), y=split.y), test=split)
+    with pytest.raises(DataError, match=r"x \(28, 29\)"):
+        emnist_inputs().check(SimpleNamespace(name="emnist", train=pop, heldout=wide))

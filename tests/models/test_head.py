@@ -39,3 +39,32 @@ def test_a_checkpoint_of_the_old_names_loads():
                                        "client_state.head__bias"}
     Module().load_state_dict(ckpt["state_dict"])  # strict: every name matches
     assert current_name("fc2.weight") == "head.weight" and current_name("fc1.weight") == "fc1.weight"
+
+
+def test_the_head_is_a_convention_not_a_setting():
+    """No algorithm has a `head` setting: `algorithm.head=...` is an unknown setting, and a model
+    without a `head` fails with one line naming the model and the convention."""
+    import dataclasses
+
+    from pfl.algorithms.head_split import HeadSplit
+    from pfl.config.errors import ConfigError, UnknownSetting
+    from pfl.config.schema import option_target, options
+    from pfl.config.settings import locate, validate_node
+    from pfl.task import Task
+
+    for option in options("algorithm"):
+        target = option_target("algorithm", option)
+        assert "head" not in {f.name for f in dataclasses.fields(locate(target))}, f"algorithm={option} has a head setting"
+    with pytest.raises(UnknownSetting, match="algorithm.head"):
+        validate_node({"_target_": option_target("algorithm", "fedrep"), "head": "fc2"}, "algorithm")
+
+    class NoHead(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x, key=None):
+            return self.fc(x)
+
+    with pytest.raises(ConfigError, match="model='NoHead'.*submodule named `head`"):
+        HeadSplit(Task(NoHead()))

@@ -48,11 +48,8 @@ def test_report_of_an_empty_directory_is_a_one_line_error(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_report_of_a_single_objective_sweep_has_optunas_views(tmp_path, monkeypatch):
-    from matplotlib.ticker import MaxNLocator
-
-    from pfl.report import figures
-
+def single_objective_sweep(tmp_path) -> None:
+    """A finished six-trial study over (local_epochs, lr) in tmp_path, as a sweep leaves it (best: #3)."""
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="lr", storage=url, direction="maximize")
     dists = {"algorithm.local_epochs": IntDistribution(1, 20), "client_opt.lr": FloatDistribution(0.001, 0.1, log=True)}
@@ -64,6 +61,14 @@ def test_report_of_a_single_objective_sweep_has_optunas_views(tmp_path, monkeypa
     (tmp_path / "sweep.json").write_text(json.dumps({
         "name": "lr", "storage": url, "studies": ["lr"], "n_trials": 6,
         "objectives": ["heldout/pers_acc_5"], "directions": ["maximize"]}))
+
+
+def test_report_of_a_single_objective_sweep_has_optunas_views(tmp_path, monkeypatch):
+    from matplotlib.ticker import MaxNLocator
+
+    from pfl.report import figures
+
+    single_objective_sweep(tmp_path)
     drawn = []
     real_png = figures.png
     monkeypatch.setattr(figures, "png", lambda fig: drawn.append(fig) or real_png(fig))

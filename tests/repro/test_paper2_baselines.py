@@ -165,5 +165,5 @@ def test_afml_head_prefix_is_checked():
     from pfl.algorithms import AFML
     from pfl.config.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="algorithm.head"):
+    with pytest.raises(ConfigError, match="model=.*submodule named `head`"):
         AFML().init_global(Task(_NoHead()).init_params())

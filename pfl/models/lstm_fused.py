@@ -34,11 +34,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pfl.execution import under_vmap
 
-def _batched() -> bool:
-    """Under torch.func.vmap: ops with out= have no batching rule there."""
-    stack = torch._C._functorch.get_interpreter_stack() or []
-    return any(i.key() == torch._C._functorch.TransformType.Vmap for i in stack)
+
+# under torch.func.vmap ops with out= have no batching rule: the batched forms run there
+_batched = under_vmap
 
 
 def _forward_into(pre: Tensor, w: Tensor, acts: Tensor, cs: Tensor, tcs: Tensor, hs: Tensor) -> None:

@@ -83,12 +83,9 @@ def run_tags(run: RunInfo, run_dir: Path, tags: Optional[dict]) -> tuple[str, di
 
 def summary_metrics(summary: dict) -> dict[str, float]:
     """`final/initial_acc`, `final/pers_acc_<k>` and every other number of summary.json as `summary/<path>`."""
-    out = {}
-    if isinstance(summary.get("initial_accuracy"), (int, float)):
-        out["final/initial_acc"] = float(summary["initial_accuracy"])
-    for k, v in (summary.get("personalized_accuracy") or {}).items():
-        if isinstance(v, (int, float)):
-            out[f"final/pers_acc_{k}"] = float(v)
+    from pfl.engine.summary import headline_metrics
+
+    out = headline_metrics(summary, "final")
     for k, v in _flatten({k: v for k, v in summary.items() if k not in IN_HISTORY}).items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             out[f"summary/{k}"] = float(v)

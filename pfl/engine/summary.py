@@ -12,6 +12,17 @@ from pfl.engine.files import atomic_write_text
 from pfl.engine.targets import own_targets, rounds_to_targets
 
 
+def headline_metrics(summary: dict, prefix: str) -> dict[str, float]:
+    """summary.json's headline numbers as `<prefix>/initial_acc` and `<prefix>/pers_acc_<k>` (loggers' final metrics)."""
+    out = {}
+    if isinstance(summary.get("initial_accuracy"), (int, float)):
+        out[f"{prefix}/initial_acc"] = float(summary["initial_accuracy"])
+    for k, v in (summary.get("personalized_accuracy") or {}).items():
+        if isinstance(v, (int, float)):
+            out[f"{prefix}/pers_acc_{k}"] = float(v)
+    return out
+
+
 def rounds_to_target(history: list[dict], key: str, target: float) -> int | None:
     """First row's round at which metric `key` reached `target` (None: never); rows in round order."""
     for row in history:

@@ -18,13 +18,9 @@ def is_tensorboard(logger) -> bool:
 
 def final_metrics(summary: dict) -> dict[str, float]:
     """The headline numbers of summary.json, as `hparams/<name>` (pers_acc_k per personalization epoch k)."""
-    out = {}
-    if isinstance(summary.get("initial_accuracy"), (int, float)):
-        out["hparams/initial_acc"] = float(summary["initial_accuracy"])
-    for k, v in (summary.get("personalized_accuracy") or {}).items():
-        if isinstance(v, (int, float)):
-            out[f"hparams/pers_acc_{k}"] = float(v)
-    return out
+    from pfl.engine.summary import headline_metrics
+
+    return headline_metrics(summary, "hparams")
 
 
 def log_run_summary(logger, run: RunInfo, summary: dict, run_dir: Path) -> None:

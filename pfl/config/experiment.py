@@ -67,6 +67,7 @@ def build_experiment(cfg: DictConfig) -> Experiment:
         resume=cfg.resume, init_from=cfg.init_from, replicas=replicas,
         local_cache_dir=_local_cache_dir() if p.local_cache else None, loggers=tuple(logger_factories(cfg)),
         callbacks=tuple(callbacks_for(cfg)), trainer=trainer_plan(cfg, device), plots=bool(cfg.plots),
+        count_flops=bool(cfg.engine.get("count_flops", True)),
         engine={"chunk_size": chunk, "eval_chunk_size": eval_chunk, "precision": precision,
                 "matmul_precision": matmul, "compile": compile_})  # what auto chose, and how it ran
 

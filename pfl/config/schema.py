@@ -53,6 +53,8 @@ class EngineConfig:
     # float32 matmuls: torch.set_float32_matmul_precision; "high" lets CUDA use TF32 (Ampere and later)
     matmul_precision: str = setting("highest", one_of("highest", "high", "medium"))
     compile: bool = setting(False, check=lambda v: isinstance(v, bool), allowed="true or false")  # torch.compile the vmapped client step
+    # FLOPs of each stage's first round (torch's FlopCounterMode: that round runs ~2x slower; false: not counted)
+    count_flops: bool = setting(True, check=lambda v: isinstance(v, bool), allowed="true or false")
 
 
 @dataclass

@@ -95,4 +95,5 @@ class Experiment:
     callbacks: tuple = ()  # extra Lightning callbacks (a sweep's pruner, `callbacks:`)
     trainer: Optional[TrainerPlan] = None
     plots: bool = True
+    count_flops: bool = True  # FLOPs of each stage's first round (FlopCounterMode)
     engine: dict = field(default_factory=dict)  # how it runs, for summary.json (chunk sizes auto chose, precision)

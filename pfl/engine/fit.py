@@ -48,7 +48,7 @@ def make_module(exp: Experiment) -> FederatedModule:
         data=exp.data, model=exp.model, stages=list(exp.stages), local=exp.local, personalize_local=exp.personal,
         clients_per_round=exp.run.clients_per_round, backend=exp.backend, personalization=exp.personalization,
         eval_every=exp.eval_every, seed=exp.run.seed, eval_chunk_size=exp.eval_chunk_size,
-        local_cache_dir=exp.local_cache_dir, replicas=exp.replicas)
+        local_cache_dir=exp.local_cache_dir, replicas=exp.replicas, count_flops=exp.count_flops)
     if exp.init_from:
         own = module.params()
         loaded = {(k if k in own else current_name(k)): v for k, v in load_global_params(exp.init_from).items()}

@@ -72,6 +72,7 @@ class FederatedModule(pl.LightningModule):
         local_cache_dir: str | None = None,
         on_evaluation: Callable[[int, dict, dict], None] | None = None,
         replicas: list[tuple[int, FederatedData, dict]] | None = None,
+        count_flops: bool = True,
     ):
         """`replicas`: (seed, data, model parameters) of each replica for `replicas=R` > 1 (replica 0
         first, as `seed` and `data`); None: one run of `seed` on `data` from the model's parameters."""
@@ -104,6 +105,7 @@ class FederatedModule(pl.LightningModule):
         self.history: list[dict] = []  # one row per evaluation, as logged (replicas: pfl.engine.replicas.combine_rows)
         self.track_history: list[dict] = []  # one row per tracked round, as logged (likewise)
         self.flops: dict[str, int] = {}  # stage name -> FLOPs of its first round (all clients of the cohort)
+        self.count_flops = count_flops  # False: flops stays empty (summary: flops_per_round {}, estimate null)
         self.last_eval: dict = {}
         self._t0 = time.perf_counter()
 
@@ -192,7 +194,7 @@ class FederatedModule(pl.LightningModule):
         servers, datas, keys, bkeys, states, cohort_ids = self._round_inputs(r, si)
         self.model.train()
         outs = run_replicas(stage.algorithm, self.local, self.backend, servers, datas, keys, bkeys, states,
-                            count_flops=stage.name not in self.flops, ids=cohort_ids)  # FLOPs: the stage's first round
+                            count_flops=self.count_flops and stage.name not in self.flops, ids=cohort_ids)  # FLOPs: the stage's first round
         rows = [self._round_result(r, si, i, server, ids, out)
                 for i, (server, ids, out) in enumerate(zip(servers, cohort_ids, outs))]
         self.round += 1

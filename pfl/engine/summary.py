@@ -89,7 +89,8 @@ def summarize(run: RunInfo, module, backend: str, device, wall_time: float) -> d
             "up_per_round": module.bytes_total["up"] / max(rounds, 1),
         },
         "flops_per_round": dict(module.flops),  # stage -> FLOPs of its first round (cohort total, FlopCounterMode)
-        "flops_total_estimate": sum(module.flops.get(s.name, 0) * s.rounds for s in module.stages),
+        "flops_total_estimate": (sum(module.flops.get(s.name, 0) * s.rounds for s in module.stages)
+                                 if module.count_flops else None),  # None: engine.count_flops=false
         "local_baseline": _local_baseline(row, head),
         "evaluation_s": sum(r.get(names.EVAL_S, 0.0) for r in module.history),
         "tracking_s": sum(r.get(names.TRACK_S, 0.0) for r in module.track_history),

@@ -50,8 +50,11 @@ def first_round(points, target: float):
     return next((p for p in points if p[1] >= target), None)
 
 
-def flops_until(module, r: int) -> int:
-    """FLOPs of the first r rounds: each stage's measured first-round FLOPs times its rounds so far."""
+def flops_until(module, r: int) -> int | None:
+    """FLOPs of the first r rounds: each stage's measured first-round FLOPs times its rounds so far (None:
+    not counted, engine.count_flops=false)."""
+    if not getattr(module, "count_flops", True):
+        return None
     total, start = 0, 0
     for s in module.stages:
         total += module.flops.get(s.name, 0) * max(0, min(r, start + s.rounds) - start)

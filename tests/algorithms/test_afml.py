@@ -274,7 +274,8 @@ def _cfg(*overrides):
 
 
 def test_afml_runs_under_both_backends_with_equal_results(tmp_path):
-    runs = {b: train(_cfg("algorithm=afml", "zeta=0.4", f"engine.backend={b}"), tmp_path / b) for b in ("vmap", "sequential")}
+    runs = {b: train(_cfg("algorithm=afml", "zeta=0.4", f"engine.backend={b}", "engine.count_flops=true"), tmp_path / b)
+            for b in ("vmap", "sequential")}
     a, b = runs["vmap"], runs["sequential"]
     for k in ("1", "2"):
         assert abs(a["personalized_accuracy"][k] - b["personalized_accuracy"][k]) < 1e-6

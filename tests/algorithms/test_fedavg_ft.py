@@ -36,7 +36,7 @@ def _stage(name, rounds, alg, opt):
 def test_engine_run_equals_fedavg_momentum_then_reptile_adam(tmp_path):
     """algorithm=fedavg_ft is, bit for bit, the staged run FedAvg(E=2) + SGD(1, 0.9) for 2 rounds,
     then Reptile(K=3) + Adam(0.001) for 2 rounds from that state (same seed, cohorts, keys)."""
-    run = ["rounds=4", "eval_every=4", "checkpoint_every=4"]
+    run = ["rounds=4", "eval_every=4", "checkpoint_every=4", "engine.count_flops=true"]
     ft = compose_cfg([*run, "algorithm=fedavg_ft", "algorithm.local_epochs=2", "algorithm.finetune_steps=3",
                       "algorithm.finetune_rounds=2"])
     assert [(s.name, s.rounds) for s in build_stages(ft)] == [("fedavg_ft", 2), ("fedavg_ft_finetune", 2)]

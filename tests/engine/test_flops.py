@@ -49,3 +49,19 @@ def test_nothing_is_counted_outside_the_block_and_each_client_adds_its_own():
     assert total[0] == sum(per_client)
     client_updates(alg, local, Backend("sequential"), params, data, keys)  # no block: no counter runs
     assert total[0] == sum(per_client)
+
+
+def test_engine_count_flops_false_counts_nothing_and_changes_no_result(tmp_path):
+    """engine.count_flops=false (the tiny test runs' setting): no FLOPs in summary.json, the rounds-to-target
+    entries say null rather than 0, and every accuracy equals the counted run's."""
+    from pfl.run import train
+    from tests.helpers import compose_cfg
+
+    on, off = (train(compose_cfg([f"engine.count_flops={v}"]), tmp_path / v)
+               for v in ("true", "false"))
+    assert on["flops_per_round"]["fedavg"] > 0 and on["flops_total_estimate"] == 4 * on["flops_per_round"]["fedavg"]
+    assert off["flops_per_round"] == {} and off["flops_total_estimate"] is None
+    assert off["personalized_accuracy"] == on["personalized_accuracy"]
+    assert off["initial_accuracy"] == on["initial_accuracy"]
+    hit = [k for k, e in on["own_target"].items() if isinstance(e, dict) and e["round"] is not None]
+    assert hit and all(on["own_target"][k]["flops"] > 0 and off["own_target"][k]["flops"] is None for k in hit)

@@ -106,7 +106,7 @@ def test_apfl_client_state_survives_resume(tmp_path):
 def test_each_baseline_runs(name, tmp_path):
     extra = {"fedavg_ft": ["algorithm.finetune_steps=3"], "local": ["algorithm.epochs=3", "rounds=1", "eval_every=1"],
              "perfedavg": ["algorithm.variant=hf"], "fedmeta": ["algorithm.variant=metasgd"]}[name] if name != "apfl" else []
-    s = train(_cfg(f"algorithm={name}", "zeta=0.5", *extra), tmp_path)
+    s = train(_cfg(f"algorithm={name}", "zeta=0.5", "engine.count_flops=true", *extra), tmp_path)
     assert s["algorithm"] == name
     assert 0 <= s["personalized_accuracy"]["1"] <= 1 and "2" in s["personalized_accuracy"]
     if name == "local":

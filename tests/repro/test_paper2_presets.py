@@ -45,7 +45,7 @@ def test_small_grid_runs_each_algorithm(tmp_path, monkeypatch):
     monkeypatch.setenv("PFL_CACHE", str(tmp_path / "cache"))
     for alg in _grid("afml2023_grid_small")["algorithm"]:
         cfg = _compose(["experiment=afml2023_grid_small", "zeta=0.3", f"algorithm={alg}", "rounds=2", "eval_every=2",
-                        "personalization.local_epochs=2"])
+                        "personalization.local_epochs=2", "engine.count_flops=true"])
         s = train(cfg, tmp_path / alg)
         assert set(s["personalized_accuracy"]) >= {"1", "5"}
         assert s["local_baseline"] is not None and s["flops_per_round"][alg] > 0

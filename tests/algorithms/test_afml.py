@@ -3,6 +3,7 @@ at the server, the reduction to head-only MAML, backends, bytes, σ that learns.
 
 import math
 
+import pytest
 import torch
 from torch.func import grad
 
@@ -248,6 +249,7 @@ def test_afml_vmap_equals_sequential():
         torch.testing.assert_close(a.delta[k], b.delta[k], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # a 30-round run
 def test_sigma_learns_at_the_per_example_scale():
     """Eighty rounds of the default settings but L_CMPX per example (cmpx_scale=per_example, where the
     data terms and not L_CMPX alone drive τ) on the flagship's data (the default generated set; the

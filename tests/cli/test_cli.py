@@ -10,6 +10,7 @@ from tests.helpers import TINY, compose_cfg, run_cli
 from pfl.run import train
 
 
+@pytest.mark.slow  # a real `python -m pfl` process
 def test_cli_smoke_writes_outputs(tmp_path):
     run = tmp_path / "run"
     proc = run_cli(TINY + [f"hydra.run.dir={run}", "personalization.interim_clients=3"], cwd=tmp_path)

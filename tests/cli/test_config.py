@@ -41,6 +41,7 @@ def test_every_model_option_composes():
         assert "_target_" in cfg.model
 
 
+@pytest.mark.slow  # composes every experiment preset
 def test_every_experiment_and_logger_composes():
     for option in GROUPS.get("experiment", []):  # presets may switch data sets: compose without tiny sizes
         assert compose_cfg([f"experiment={option}"], tiny=False) is not None

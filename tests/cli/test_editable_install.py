@@ -52,6 +52,7 @@ def _editable_install(root: Path, legacy: bool) -> Path:
     return site
 
 
+@pytest.mark.slow  # an editable install and real processes
 @pytest.mark.parametrize("legacy", [False, True], ids=["namespace-mapped", "subpackage-mapped"])
 def test_sweeps_from_an_editable_install_outside_the_checkout(tmp_path, legacy):
     site = _editable_install(tmp_path, legacy)

@@ -40,6 +40,7 @@ def _repo_files(pattern_root: str, suffix: str) -> set[str]:
     return {p.relative_to(REPO).as_posix() for p in root.rglob(f"*{suffix}") if "__pycache__" not in p.parts}
 
 
+@pytest.mark.slow  # builds a wheel
 def test_wheel_holds_every_module_config_and_sweep(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = _repo_files("pfl", ".py") | _repo_files("hydra_plugins", ".py")

@@ -128,6 +128,7 @@ def test_a_copied_yaml_is_a_new_option_with_no_other_edit(tmp_path):
     assert stage.name == "my_reptile" and stage.algorithm.local_steps == 2
 
 
+@pytest.mark.slow  # composes every data set with every model
 def test_each_dataset_names_its_default_model_and_model_overrides():
     expected = {"synthetic": "pfl.models.mlp.MLP", "emnist": "pfl.models.cnn.EmnistCNN",
                 "femnist_leaf": "pfl.models.cnn.EmnistCNN", "shakespeare": "pfl.models.lstm.CharLSTM",

@@ -202,6 +202,7 @@ def test_damaged_decoded_cache_is_rebuilt(tmp_path):
     assert again.train.train.y.equal(first.train.train.y)
 
 
+@pytest.mark.slow  # real `python -m pfl` processes
 def test_cli_prints_one_line_for_missing_files(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pfl", "dataset=shakespeare", f"dataset.root={tmp_path}", f"hydra.run.dir={tmp_path}/run"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.helpers.shared_data import shared_path
@@ -32,6 +33,7 @@ def test_tff_shakespeare_counts_and_split(tmp_path):
     assert torch.equal(again.heldout.test.y, data.heldout.test.y)
 
 
+@pytest.mark.slow  # decodes the shared LEAF sample
 def test_leaf_femnist_pairs_users(tmp_path):
     root = shared_path("leaf_femnist_niid05")
     data = load_femnist_leaf(root=str(root), cache_dir=str(tmp_path), train_clients=80)

@@ -36,6 +36,7 @@ def _info(**changes) -> RunInfo:
     return RunInfo(**{**base, **changes})
 
 
+@pytest.mark.slow  # MLflow store creation
 def test_two_runs_into_one_root_share_one_store_with_names_tags_params_metrics_and_artifacts(tmp_path):
     summaries = {name: train(compose_cfg(SMALL + [f"seed={seed}", f"plots={name == 'b'}".lower()]), tmp_path / name)
                  for name, seed in (("a", 0), ("b", 1))}
@@ -63,6 +64,7 @@ def test_two_runs_into_one_root_share_one_store_with_names_tags_params_metrics_a
     assert json.loads(local.read_text())["seed"] == 1  # the artifact is the run's own file
 
 
+@pytest.mark.slow  # MLflow store creation
 def test_a_sweep_trial_is_named_and_tagged_as_on_wandb_and_logs_into_the_sweeps_folder(tmp_path):
     sweep_dir = tmp_path / "multirun" / "sweeps" / "s"
     run = _info(sweep_name="s", sweep_trial=3, label="lr=0.05", output_root=str(sweep_dir),
@@ -93,6 +95,7 @@ def test_tracking_uri_points_elsewhere_and_a_failure_is_marked(tmp_path):
     assert found.info.run_name == "run1"
 
 
+@pytest.mark.slow  # MLflow store creation
 def test_a_resumed_run_continues_its_mlflow_run(tmp_path):
     first = make_mlflow_logger(run=_info(), run_dir=tmp_path / "r")
     first.log_metrics({"train/loss": 2.0}, step=1)
@@ -114,6 +117,7 @@ def _worker(root: str, index: int, barrier) -> None:
     client.set_terminated(run.info.run_id)
 
 
+@pytest.mark.slow  # MLflow store creation in parallel processes
 def test_parallel_workers_create_and_write_one_store(tmp_path):
     ctx = multiprocessing.get_context("fork")  # the parent's imports: no interpreter start-up per worker
     barrier = ctx.Barrier(2)

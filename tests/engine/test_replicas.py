@@ -62,6 +62,7 @@ def test_replicas_equal_separate_seeded_runs(tmp_path, replicas, extra):
     assert row["replica1/heldout/pers_acc_1"] == pytest.approx(singles[1]["final"]["heldout/pers_acc_1"], abs=1e-5)
 
 
+@pytest.mark.slow  # three runs
 def test_replicated_run_resumes_to_the_uninterrupted_result(tmp_path):
     """(On the sequential backend, which loops over the replicas' clients.)"""
     args = ["engine.backend=sequential", "rounds=4", "eval_every=4", "checkpoint_every=2", "personalization.curve_epochs=1",

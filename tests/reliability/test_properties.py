@@ -112,12 +112,14 @@ SETTING = dict(key=st.sampled_from(KEYS), value=NUMBERS)
 RESUME = dict(target=st.sampled_from(["metrics", "checkpoint"]), frac=st.floats(0, 1), junk=st.binary(max_size=40))
 
 
+@pytest.mark.slow  # many generated configs
 @FAST
 @given(**SETTING)
 def test_generated_settings(finished, key, value):
     prop_setting(finished, key, value)
 
 
+@pytest.mark.slow  # many generated files
 @FAST
 @given(spec=leaf_damage())
 def test_generated_damaged_leaf_json(spec):

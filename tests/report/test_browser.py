@@ -76,6 +76,7 @@ class _Sections(HTMLParser):
             self.best[-1] += data
 
 
+@pytest.mark.slow  # a headless Chromium
 def test_the_sweep_report_loads_in_chromium_without_errors_and_shows_optunas_views(tmp_path):
     single_objective_sweep(tmp_path)
     assert main([str(tmp_path)]) == 0

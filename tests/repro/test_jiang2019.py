@@ -41,6 +41,7 @@ def _png_ok(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 2000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # a two-stage run with plots
 def test_personalized_fedavg_two_stages_metrics_records_and_plots(tmp_path):
     summary, cfg = run(["experiment=personalized_fedavg", "stages.0.rounds=2", "stages.1.rounds=1",
                         "stages.0.algorithm.local_epochs=2", "stages.1.server_opt.lr=0.003", "plots=true"], tmp_path)

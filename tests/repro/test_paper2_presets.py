@@ -27,6 +27,7 @@ def _grid(preset):
     return {k: str(v).split(",") for k, v in params.items()}
 
 
+@pytest.mark.slow  # composes every cell of the grid
 def test_small_grid_is_the_papers_grid():
     grid = _grid("afml2023_grid_small")
     assert grid == {"zeta": ["0.1", "0.3", "0.5", "0.7", "0.9"], "algorithm": ["fedavg_ft", "perfedavg", "apfl", "afml"]}
@@ -41,6 +42,7 @@ def test_small_grid_is_the_papers_grid():
             assert built.finetune_steps == 10  # Reptile(K=10) fine-tuning, the paper's "FedAvg-FT, K=10"
 
 
+@pytest.mark.slow  # one run per algorithm of the grid
 def test_small_grid_runs_each_algorithm(tmp_path, monkeypatch):
     monkeypatch.setenv("PFL_CACHE", str(tmp_path / "cache"))
     for alg in _grid("afml2023_grid_small")["algorithm"]:
@@ -67,6 +69,7 @@ def test_small_grid_cli_multirun(tmp_path):
 
 @pytest.mark.parametrize("preset,dataset", [("afml2023_figure3_cifar100", "cifar100"),
                                             ("afml2023_figure3_shakespeare", "shakespeare")])
+@pytest.mark.slow  # composes every cell of each grid
 def test_paper_grids_compose(preset, dataset):
     grid = _grid(preset)
     assert grid["zeta"] == [f"{z / 10:.1f}" for z in range(11)]  # Figure 3's axis: zeta over [0, 1]

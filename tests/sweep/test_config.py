@@ -63,6 +63,7 @@ def test_required_sweeps_are_shipped():
     assert {"fedavg_e_lr", "reptile_k_server_lr", "afml_alpha_beta", "pfedavg_tradeoff"} <= set(names())
 
 
+@pytest.mark.slow  # composes every swept option
 def test_grid_precheck_composes_each_swept_group():
     assert precheck(["-m", "algorithm=fedavg", "algorithm.local_epochs=2,5,10", "seed=0,1,2"]) is None
     assert precheck(["-m", "algorithm=reptile", "algorithm.local_steps=2,5,10", "seed=0,1,2"]) is None

@@ -94,6 +94,7 @@ def outcome_sweep(tmp_path_factory):
     return d, rc, out, wall, listener.connections
 
 
+@pytest.mark.slow  # a real sweep of several trials (shared by the next two tests)
 def test_sweep_records_complete_pruned_and_failed_trials(outcome_sweep):
     d, rc, out, wall, _ = outcome_sweep
     assert rc == 0, out[-3000:]
@@ -110,6 +111,7 @@ def test_sweep_records_complete_pruned_and_failed_trials(outcome_sweep):
     assert (d / "trial_1" / "metrics.csv").read_text().count("\n") == 2  # header + round 1
 
 
+@pytest.mark.slow  # the sweep above
 def test_wandb_offline_runs_are_grouped_marked_and_never_touch_the_network(outcome_sweep):
     d, rc, out, wall, connections = outcome_sweep
     assert rc == 0
@@ -125,6 +127,7 @@ def test_wandb_offline_runs_are_grouped_marked_and_never_touch_the_network(outco
     assert "wandb sync" in out
 
 
+@pytest.mark.slow  # the sweep above
 def test_report_of_the_finished_sweep(outcome_sweep):
     from pfl.report.__main__ import main
 

@@ -194,7 +194,7 @@ class FederatedModule(pl.LightningModule):
         servers, datas, keys, bkeys, states, cohort_ids = self._round_inputs(r, si)
         self.model.train()
         outs = run_replicas(stage.algorithm, self.local, self.backend, servers, datas, keys, bkeys, states,
-                            count_flops=self.count_flops and stage.name not in self.flops, ids=cohort_ids)  # FLOPs: the stage's first round
+                            count_flops=self.count_flops and stage.name not in self.flops, ids=cohort_ids)  # its first round
         rows = [self._round_result(r, si, i, server, ids, out)
                 for i, (server, ids, out) in enumerate(zip(servers, cohort_ids, outs))]
         self.round += 1

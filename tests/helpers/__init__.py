@@ -27,7 +27,7 @@ _TINY = {
     "personalization.epochs": "[1,2]",
     "device": "cpu",
     "plots": "false",  # PNGs are ~40% of a tiny run; the tests that check plots turn them on
-    "engine.count_flops": "false",  # counting makes a first round ~3x slower; the tests of FLOPs turn it on
+    "engine.count_flops": "false",  # counting makes a tiny run ~2x slower; the tests of FLOPs turn it on
 }
 DROP = object()  # tiny(key=DROP): leave the key at the config's default
 

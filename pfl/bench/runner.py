@@ -23,13 +23,15 @@ ALL_CASES = ("peers", "default", "lstm", "eval", "population", "startup")
 REFERENCE = "plain 2 threads"
 
 
-def _arms(case: str, backends: list[str], devices: list[int], device: str, plain: bool = True) -> list[dict]:
+def _arms(case: str, backends: list[str], devices: list[int], device: str, plain: bool = True,
+          thread_arms: bool = True) -> list[dict]:
     if case == "startup":
         return [{"arm": "python -m pfl rounds=1", "kind": "cli", "threads": 2, "devices": 1}]
     arms = [{"arm": REFERENCE, "kind": "plain", "threads": 2, "devices": 1}] if plain else []
-    if 1 in devices and device == "cpu" and plain:
+    thread_arms = thread_arms and device == "cpu" and plain  # the plain loop's thread comparisons (a CPU's)
+    if 1 in devices and thread_arms:
         arms.append({"arm": "plain 1 thread", "kind": "plain", "threads": 1, "devices": 1})
-    if 2 in devices and device == "cpu" and plain:
+    if 2 in devices and thread_arms:
         arms.append({"arm": "plain 2 x 1 thread", "kind": "plain", "threads": 1, "devices": 2})
     for d in devices:
         if d > 1 and device != "cpu":
@@ -138,17 +140,18 @@ def markdown(table: list[dict]) -> str:
 
 
 def collect(cases: list[str], backends: list[str], devices: list[int], args, sizes: dict | None = None,
-            plain: bool = True):
+            plain: bool = True, thread_arms: bool = True):
     """(table, measurements) of every arm of `cases`, `args.repeats` interleaved repeats.
     `sizes`: per case, size overrides (pfl.bench.cases.sized), else those of `args`;
-    `plain=False`: the engine arms only (no reference, no ratio)."""
+    `plain=False`: the engine arms only (no reference, no ratio); `thread_arms=False`: on a CPU, not the
+    plain loop's 1-thread arms either (the arms of a GPU run only)."""
     plan = []
     for name in cases:
         case = CASES.get(name, CASES["default"])
         over = (sizes or {}).get(name) or dict(clients=args.clients, examples=args.examples, cohort=args.cohort,
                                                heldout=args.heldout)
         case = sized(case, **over).as_dict()
-        arms = _arms(name, backends, devices, args.device, plain)
+        arms = _arms(name, backends, devices, args.device, plain, thread_arms)
         if getattr(args, "compare_src", None):
             arms = with_other_checkout(arms, args.compare_src)
         plan += [((name, a["arm"]), a, case) for a in arms]

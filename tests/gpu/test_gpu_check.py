@@ -82,7 +82,7 @@ def test_a_failed_step_is_reported_and_the_others_still_run(monkeypatch, tmp_pat
 
     from pfl.bench import gpu, runner
 
-    def fake_collect(cases, backends, devices, args, sizes=None, plain=True):
+    def fake_collect(cases, backends, devices, args, sizes=None, plain=True, thread_arms=True):
         if cases == ["peers"]:
             raise RuntimeError("pfl vmap failed (exit 1):\nCUDA error: out of memory")
         arm = "pfl vmap" if backends else "plain 2 threads"
